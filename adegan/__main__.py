@@ -1,0 +1,3 @@
+from adegan.cli import main
+
+main()

@@ -1,0 +1,168 @@
+"""The `adegan` command line: thin commands that validate flags, call one library function,
+and print. Heavy imports happen inside the commands, so `adegan --help` is instant.
+
+Exit codes: 0 success; 1 a failed job (bad data, corrupt checkpoint, ...); 2 bad usage;
+3 a missing optional dependency; 130 interrupted (a resumable checkpoint was saved).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from adegan.errors import AdeganError
+
+app = typer.Typer(
+    help="adegan: train on photos of good parts only, then flag anything that does not look like them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class ScoreMode(str, Enum):
+    cdf = "cdf"
+    two_sided = "two-sided"
+
+
+class PatternInput(str, Enum):
+    softmax = "softmax"
+    hard = "hard"
+
+
+def _fail(error: AdeganError) -> None:
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(error.exit_code)
+
+
+@app.command(epilog="""Examples:
+
+  adegan train samples/fashion-mnist/train --out runs/demo --epochs 5
+
+  adegan train fashion-mnist --anomaly-class 0 --out runs/f0
+
+  adegan train runs-data/parts/good --image-size 64 --channels 3 --out runs/parts
+
+  adegan train fashion-mnist --anomaly-class 0 --out runs/f0 --resume --epochs 30
+""")
+def train(
+    source: str = typer.Argument(..., help="A folder of normal images (recursive), or mnist / fashion-mnist / cifar10."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory for the checkpoint, samples and logs."),
+    anomaly_class: Optional[int] = typer.Option(None, help="Benchmarks: the class held out as the anomaly (0-9)."),
+    seed: int = typer.Option(0, help="Seed for the split, initialization and sampling."),
+    epochs: int = typer.Option(15, help="Training epochs (with --resume: the new total)."),
+    image_size: int = typer.Option(32, help="Model input size: 32, 64, 128 or 256."),
+    batch_size: int = typer.Option(64, help="Real images per iteration."),
+    patterns: int = typer.Option(10, help="Number of patterns K the generator learns."),
+    channels: Optional[int] = typer.Option(None, help="1 (gray) or 3 (colour); default: detected from the data."),
+    preset: str = typer.Option("default", help="Model size preset: default (width 64) or tiny (width 8)."),
+    width: Optional[int] = typer.Option(None, help="Base width of the networks (overrides the preset)."),
+    latent_dim: Optional[int] = typer.Option(None, help="Size of z_n (default 30 gray / 64 colour)."),
+    noise_std: float = typer.Option(0.1, help="sigma of z_n ~ N(0, sigma^2) (ClusterGAN's 0.1)."),
+    calibration_fraction: float = typer.Option(0.1, help="Share of the normals held out for calibration."),
+    target_fpr: float = typer.Option(0.01, help="False-positive rate the threshold is set for."),
+    score_mode: ScoreMode = typer.Option(ScoreMode.cdf, help="Reading of Eq. 9: one-sided CDF or two-sided."),
+    pattern_input: PatternInput = typer.Option(PatternInput.softmax, help="What G gets from E in L_recon."),
+    ip_loss: bool = typer.Option(True, "--ip-loss/--no-ip-loss", help="Use L_ip (different-pattern interpolation)."),
+    interpolation: bool = typer.Option(True, "--interpolation/--no-interpolation",
+                                       help="Same-pattern interpolation for G."),
+    max_train_images: Optional[int] = typer.Option(None, help="Subsample the training normals (CPU budgets)."),
+    dataset_path: Optional[str] = typer.Option(None, help="Benchmarks: path to the dataset file or folder."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, or cuda[:N]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    force: bool = typer.Option(False, "--force", help="Replace a run that already exists in --out."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    json_output: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+):
+    """Train ADe-GAN on normal images, calibrate the threshold, and checkpoint every epoch."""
+    try:
+        from adegan.training import require_torch
+
+        require_torch()
+        from adegan.training.config import ModelConfig, TrainConfig
+        from adegan.training.data import source_channels
+        from adegan.training.trainer import train as run_training
+
+        train_config = TrainConfig(
+            source=source, anomaly_class=anomaly_class, dataset_path=dataset_path, seed=seed, epochs=epochs,
+            batch_size=batch_size, calibration_fraction=calibration_fraction, target_fpr=target_fpr,
+            use_ip_loss=ip_loss, same_pattern_interpolation=interpolation,
+            pattern_input=pattern_input.value, score_mode=score_mode.value,
+            max_train_images=max_train_images, device=device,
+        )
+        model_config = None
+        if not resume:
+            overrides = {"image_size": image_size, "n_patterns": patterns, "latent_dim": latent_dim,
+                         "noise_std": noise_std,
+                         "channels": channels or source_channels(source)}
+            if width is not None:
+                overrides["width"] = width
+            model_config = ModelConfig.preset(preset, **overrides)
+        result = run_training(model_config, train_config, out, resume=resume, force=force, progress=progress)
+    except AdeganError as error:
+        _fail(error)
+    summary = {"run_dir": str(result.run_dir), "epochs": result.epochs, "steps": result.steps,
+               "images_per_second": round(result.images_per_second, 1),
+               "calibration": result.calibration.to_dict()}
+    if json_output:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        c = result.calibration
+        typer.echo(f"trained {result.epochs} epochs ({result.steps} steps, {result.images_per_second:.0f} img/s)")
+        typer.echo(f"calibration: mu_e {c.mu_e:.5f}, sigma_e {c.sigma_e:.5f}, threshold {c.threshold:.4f} "
+                   f"(target FPR {c.target_fpr:g}, {c.n_images} images)")
+        typer.echo(f"next: adegan evaluate {result.run_dir}")
+
+
+@app.command(epilog="""Examples:
+
+  adegan evaluate runs/f0
+
+  adegan evaluate runs/demo samples/fashion-mnist/test --json
+
+A test folder holds normal images in good/ (or normal/, ok/) and anomalies in any other subfolder.
+""")
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `adegan train`."),
+    test_source: Optional[str] = typer.Argument(None, help="A labelled test folder; default: the run's benchmark split."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write results (default RUN_DIR/evaluation)."),
+    batch_size: int = typer.Option(256, help="Images per forward pass."),
+    device: str = typer.Option("auto", help="auto, cpu, or cuda[:N]."),
+    convert_channels: bool = typer.Option(False, help="Convert test images to the model's channels (gray/colour)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
+):
+    """ROC AUC of the combined, reconstruction-only and pattern-only scores, with plots."""
+    try:
+        from adegan.training import require_torch
+
+        require_torch()
+        from adegan.training.evaluate import evaluate_run
+
+        metrics = evaluate_run(run_dir, test_source, out, device, batch_size, convert_channels)
+    except AdeganError as error:
+        _fail(error)
+    if json_output:
+        typer.echo(json.dumps(metrics, indent=2))
+        return
+    auc = metrics["auc"]
+    typer.echo(f"test set: {metrics['test_set']} ({metrics['n_normal']} normal, {metrics['n_anomalous']} anomalous)")
+    typer.echo(f"AUC combined        {auc['combined']:.3f}   (score mode {metrics['score_mode']})")
+    typer.echo(f"AUC reconstruction  {auc['reconstruction']:.3f}")
+    typer.echo(f"AUC pattern         {auc['pattern']:.3f}")
+    at = metrics["at_threshold"]
+    typer.echo(f"at threshold {metrics['threshold']:.4f}: {at['true_positive_rate']:.1%} of anomalies flagged, "
+               f"{at['false_positive_rate']:.1%} of normals flagged")
+    typer.echo(f"wrote {metrics['outputs']}/metrics.json, scores.csv, roc.png, score_histogram.png")
+
+
+def main() -> None:  # pragma: no cover - entry point for `python -m adegan`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

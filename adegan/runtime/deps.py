@@ -1,0 +1,18 @@
+"""Optional imports with a clear message naming the extra that provides them."""
+
+from __future__ import annotations
+
+from adegan.errors import MissingDependencyError
+
+
+def require_cv2():
+    """Return the cv2 module, or explain how to get it."""
+    try:
+        import cv2
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "OpenCV is not installed: run `pip install 'adegan[cpu]'` "
+            "(on a Jetson, use the system OpenCV: a venv made with --system-site-packages)"
+        ) from exc
+    return cv2
+

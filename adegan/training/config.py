@@ -1,0 +1,133 @@
+"""Frozen configuration for the model and for training (no torch import here).
+
+Both serialize to plain dicts (stored in every checkpoint, so a checkpoint carries its own
+config) and refuse unknown keys when read back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from adegan.errors import UsageError
+from adegan.runtime.score import SCORE_MODES
+
+IMAGE_SIZES = (32, 64, 128, 256)
+PATTERN_INPUTS = ("softmax", "hard")
+
+
+def _from_dict(cls, data: dict, what: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UsageError(f"unknown {what} key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of G, D and E (SPEC §1). `latent_dim` defaults to 30 (gray) / 64 (colour)."""
+
+    image_size: int = 32
+    channels: int = 1
+    n_patterns: int = 10
+    latent_dim: int | None = None
+    width: int = 64
+    noise_std: float = 0.1  # sigma of z_n ~ N(0, sigma^2), ClusterGAN's value
+
+    def __post_init__(self):
+        if self.image_size not in IMAGE_SIZES:
+            raise UsageError(f"image size must be one of {IMAGE_SIZES}, got {self.image_size}")
+        if self.channels not in (1, 3):
+            raise UsageError(f"channels must be 1 or 3, got {self.channels}")
+        if self.n_patterns < 2:
+            raise UsageError(f"the number of patterns must be at least 2, got {self.n_patterns}")
+        if self.width < 1:
+            raise UsageError(f"width must be positive, got {self.width}")
+        if self.noise_std <= 0:
+            raise UsageError(f"noise_std must be positive, got {self.noise_std}")
+        if self.latent_dim is None:
+            object.__setattr__(self, "latent_dim", 30 if self.channels == 1 else 64)
+        elif self.latent_dim < 1:
+            raise UsageError(f"latent_dim must be positive, got {self.latent_dim}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "ModelConfig":
+        """`default` (width 64) or `tiny` (width 8, for tests), with field overrides."""
+        presets = {"default": {}, "tiny": {"width": 8}}
+        if name not in presets:
+            raise UsageError(f"unknown model preset {name!r}; choose from {', '.join(presets)}")
+        return cls(**{**presets[name], **overrides})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        return _from_dict(cls, data, "model config")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (SPEC §2). Loss weights default to (1, 1, 10) gray / (1, 10, 10) colour."""
+
+    source: str = ""
+    anomaly_class: int | None = None
+    dataset_path: str | None = None
+    seed: int = 0
+    epochs: int = 15
+    batch_size: int = 64
+    learning_rate: float = 2e-4
+    adam_betas: tuple[float, float] = (0.5, 0.999)
+    alpha: float | None = None  # weight of L_ip
+    beta: float | None = None  # weight of L_sl
+    gamma: float | None = None  # weight of L_recon
+    calibration_fraction: float = 0.1
+    target_fpr: float = 0.01
+    use_ip_loss: bool = True
+    same_pattern_interpolation: bool = True
+    interpolation_fraction: float = 0.5  # share of each generated batch that is interpolated
+    interpolation_draws: int = 3  # t >= 2 draws per same-pattern interpolation
+    pattern_input: str = "softmax"  # what G receives from E in L_recon: softmax or hard one-hot
+    score_mode: str = "cdf"
+    max_train_images: int | None = None  # subsample the training normals (CPU budgets)
+    device: str = "auto"
+    extra: dict = field(default_factory=dict)  # free-form notes stored with the run
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise UsageError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise UsageError(f"batch size must be at least 2, got {self.batch_size}")
+        if not 0.0 < self.calibration_fraction < 0.5:
+            raise UsageError(
+                f"calibration fraction must be in (0, 0.5), got {self.calibration_fraction}"
+            )
+        if not 0.0 < self.target_fpr < 1.0:
+            raise UsageError(f"target FPR must be in (0, 1), got {self.target_fpr}")
+        if self.pattern_input not in PATTERN_INPUTS:
+            raise UsageError(f"pattern_input must be one of {PATTERN_INPUTS}, got {self.pattern_input!r}")
+        if self.score_mode not in SCORE_MODES:
+            raise UsageError(f"score mode must be one of {SCORE_MODES}, got {self.score_mode!r}")
+        if self.interpolation_draws < 2:
+            raise UsageError(f"interpolation_draws must be at least 2, got {self.interpolation_draws}")
+        if not 0.0 <= self.interpolation_fraction <= 1.0:
+            raise UsageError(f"interpolation_fraction must be in [0, 1], got {self.interpolation_fraction}")
+        object.__setattr__(self, "adam_betas", tuple(self.adam_betas))
+
+    def loss_weights(self, channels: int) -> tuple[float, float, float]:
+        """(alpha, beta, gamma), with the paper's per-dataset defaults filled in."""
+        defaults = (1.0, 1.0, 10.0) if channels == 1 else (1.0, 10.0, 10.0)
+        chosen = (self.alpha, self.beta, self.gamma)
+        return tuple(float(d if c is None else c) for c, d in zip(chosen, defaults))
+
+    def with_changes(self, **changes) -> "TrainConfig":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["adam_betas"] = list(self.adam_betas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        return _from_dict(cls, data, "train config")

@@ -1,0 +1,322 @@
+"""The ADe-GAN training loop (SPEC §2): both stages every iteration, calibration, checkpoints.
+
+Stage 1 (adversarial, Eq. 1): a D step, then a non-saturating G step.
+Stage 2 (Eq. 8): G and E jointly on alpha*L_ip + beta*L_sl + gamma*L_recon.
+  E sees generated, between-pattern-interpolated and real images in ONE batch, so its
+  BatchNorm statistics are those of the mix it sees at training time, and the eval-mode
+  running statistics match what it was trained on.
+
+Determinism: the global torch RNG is seeded from TrainConfig.seed and saved in every
+checkpoint; the batch order of epoch k is a permutation seeded by (seed, k), so a resumed run
+continues exactly where it stopped, mid-epoch included.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from adegan.console import log as default_log, progress_bar
+from adegan.errors import AdeganError
+from adegan.runtime.score import Calibration, calibrate
+from adegan.training import losses
+from adegan.runtime.files import write_json
+from adegan.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from adegan.training.config import ModelConfig, TrainConfig
+from adegan.training.data import DataSplit
+from adegan.training.model import Detector, build_networks
+
+
+class TrainingInterrupted(AdeganError):
+    exit_code = 130
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AdeganError(f"--device {name}: no CUDA GPU is visible to torch; use --device cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def detector_outputs(detector: Detector, images_uint8: np.ndarray, device, batch_size: int = 256):
+    """Run the detector (eval mode) over uint8 images: recon_error (N,), pattern_probs (N, K)."""
+    detector.eval()
+    errors, probs = [], []
+    for start in range(0, len(images_uint8), batch_size):
+        batch = torch.from_numpy(images_uint8[start:start + batch_size]).to(device).float() / 255.0
+        recon_error, pattern_probs, _ = detector(batch)
+        errors.append(recon_error.cpu().numpy())
+        probs.append(pattern_probs.cpu().numpy())
+    return np.concatenate(errors), np.concatenate(probs)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs: int
+    steps: int
+    images_per_second: float
+    calibration: Calibration
+
+
+class Trainer:
+    """Holds networks, optimizers and position; `fit()` runs the remaining epochs."""
+
+    def __init__(self, model_config: ModelConfig, train_config: TrainConfig, data: DataSplit,
+                 run_dir: Path, log=default_log, progress: bool = True):
+        self.model_config, self.train_config = model_config, train_config
+        self.run_dir, self.log, self.progress = Path(run_dir), log, progress
+        self.device = resolve_device(train_config.device)
+        torch.manual_seed(train_config.seed)
+        self.generator, self.discriminator, self.extractor = (
+            net.to(self.device) for net in build_networks(model_config)
+        )
+        betas = train_config.adam_betas
+        self.optimizers = {
+            name: torch.optim.Adam(getattr(self, name).parameters(), lr=train_config.learning_rate, betas=betas)
+            for name in ("generator", "discriminator", "extractor")
+        }
+        self.alpha, self.beta, self.gamma = train_config.loss_weights(model_config.channels)
+        self.data = data
+        self.train_images = torch.from_numpy(data.train).to(self.device)  # uint8, resident
+        self.steps_per_epoch = len(data.train) // train_config.batch_size
+        if self.steps_per_epoch == 0:
+            raise AdeganError(
+                f"only {len(data.train)} training images for batch size {train_config.batch_size}; "
+                f"lower --batch-size or add images"
+            )
+        self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
+        self.calibration: Calibration | None = None
+        self.sample_noise = losses.sample_noise(10, model_config.latent_dim, model_config.noise_std,
+                                                generator=torch.Generator().manual_seed(1234)).to(self.device)
+
+    # ----- sampling -------------------------------------------------------------------------
+    def sample_latent(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """z_n (batch, d) and pattern indices (batch,); a share of rows is a same-pattern interpolation."""
+        config, train = self.model_config, self.train_config
+        index = losses.sample_patterns(batch, config.n_patterns, device=self.device)
+        z_n = losses.sample_noise(batch, config.latent_dim, config.noise_std, device=self.device)
+        n_interp = round(train.interpolation_fraction * batch) if train.same_pattern_interpolation else 0
+        if n_interp:
+            draws = losses.sample_noise(n_interp * train.interpolation_draws, config.latent_dim,
+                                        config.noise_std, device=self.device)
+            draws = draws.view(n_interp, train.interpolation_draws, config.latent_dim)
+            z_n[:n_interp], _ = losses.same_pattern_interpolation(draws, index[:n_interp])
+        return z_n, index
+
+    def one_hot(self, index: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(index, self.model_config.n_patterns).float()
+
+    # ----- one iteration ----------------------------------------------------------------------
+    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One iteration of both stages on a real batch in [-1, 1]; returns the losses as
+        detached tensors (not floats: no host sync per step on a GPU)."""
+        return {**self.adversarial_stage(real), **self.joint_stage(real)}
+
+    def adversarial_stage(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Stage 1 (Eq. 1): a D step, then a non-saturating G step."""
+        G, D, opt = self.generator, self.discriminator, self.optimizers
+        z_n, index = self.sample_latent(real.shape[0])
+        fake = G(z_n, self.one_hot(index))
+        d_loss = losses.discriminator_loss(D(real), D(fake.detach()))
+        opt["discriminator"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt["discriminator"].step()
+        g_adv = losses.generator_adversarial_loss(D(fake))
+        opt["generator"].zero_grad(set_to_none=True)
+        g_adv.backward()
+        opt["generator"].step()
+        return {"d": d_loss.detach(), "g_adv": g_adv.detach()}
+
+    def joint_stage(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Stage 2 (Eq. 8): G and E on alpha*L_ip + beta*L_sl + gamma*L_recon."""
+        G, E, opt = self.generator, self.extractor, self.optimizers
+        batch, K, d = real.shape[0], self.model_config.n_patterns, self.model_config.latent_dim
+        z_n, index = self.sample_latent(batch)
+        codes = [(z_n, self.one_hot(index))]
+        use_ip = self.train_config.use_ip_loss and self.alpha > 0
+        if use_ip:  # between two different patterns a != b (Eq. 6)
+            index_a, index_b = losses.different_pattern_pairs(batch, K, device=self.device)
+            z_n_a, z_n_b = (losses.sample_noise(batch, d, self.model_config.noise_std, device=self.device)
+                            for _ in range(2))
+            codes.append(losses.different_pattern_interpolation(z_n_a, z_n_b, index_a, index_b, K))
+        generated = G(torch.cat([c[0] for c in codes]), torch.cat([c[1] for c in codes]))
+        fake, interpolated = generated[:batch], generated[batch:]
+        # E sees [generated ; interpolated (detached: L_ip penalizes E only) ; real] as one batch.
+        logits, z_n_hat = E(torch.cat([fake, interpolated.detach(), real]))
+        sl_loss = losses.self_supervised_loss(logits[:batch], z_n_hat[:batch], index, z_n)
+        ip_loss = losses.interpolation_loss(logits[batch:-batch]) if use_ip else real.new_zeros(())
+        code = losses.pattern_code(logits[-batch:], self.train_config.pattern_input)
+        recon_loss = losses.reconstruction_loss(real, G(z_n_hat[-batch:], code))
+        total = self.alpha * ip_loss + self.beta * sl_loss + self.gamma * recon_loss
+        opt["generator"].zero_grad(set_to_none=True)
+        opt["extractor"].zero_grad(set_to_none=True)
+        total.backward()
+        opt["generator"].step()
+        opt["extractor"].step()
+        return {"sl": sl_loss.detach(), "ip": ip_loss.detach(), "recon": recon_loss.detach()}
+
+    # ----- epochs, calibration, checkpoints ---------------------------------------------------
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The batch order of an epoch: a permutation seeded by (seed, epoch)."""
+        rng = np.random.default_rng([self.train_config.seed, epoch])
+        return torch.from_numpy(rng.permutation(len(self.data.train))).to(self.device)
+
+    def real_batch(self, order: torch.Tensor, batch_index: int) -> torch.Tensor:
+        size = self.train_config.batch_size
+        rows = order[batch_index * size:(batch_index + 1) * size]
+        return self.train_images[rows].float() * (2.0 / 255.0) - 1.0  # uint8 -> [-1, 1]
+
+    def detector(self) -> Detector:
+        return Detector(self.generator, self.extractor)
+
+    def calibrate(self) -> Calibration:
+        """mu_e, sigma_e and the threshold from the calibration hold-out (eval mode)."""
+        errors, probs = detector_outputs(self.detector(), self.data.calibration, self.device)
+        self.generator.train()
+        self.extractor.train()
+        return calibrate(errors, probs, self.train_config.target_fpr, self.train_config.score_mode)
+
+    def fit(self) -> TrainResult:
+        """Train the remaining epochs; Ctrl-C saves a resumable checkpoint first."""
+        config = self.train_config
+        total_steps = config.epochs * self.steps_per_epoch
+        start_time, start_step = time.perf_counter(), self.step
+        for network in (self.generator, self.discriminator, self.extractor):
+            network.train()
+        try:
+            with progress_bar(total_steps, "training", self.progress, completed=self.step) as bar:
+                while self.epoch < config.epochs:
+                    self._run_epoch(bar)
+        except KeyboardInterrupt:
+            self.save()
+            raise TrainingInterrupted(
+                f"interrupted at epoch {self.epoch + 1}, batch {self.batch_in_epoch}; saved "
+                f"{self.run_dir / CHECKPOINT_NAME}: continue with `adegan train ... --out {self.run_dir} --resume`"
+            ) from None
+        seconds = time.perf_counter() - start_time
+        speed = (self.step - start_step) * config.batch_size / max(seconds, 1e-9)
+        return TrainResult(self.run_dir, self.epoch, self.step, speed, self.calibration)
+
+    def _run_epoch(self, bar) -> None:
+        order = self.epoch_order(self.epoch)
+        sums, count = {}, 0
+        epoch_start = time.perf_counter()
+        while self.batch_in_epoch < self.steps_per_epoch:
+            step_losses = self.train_step(self.real_batch(order, self.batch_in_epoch))
+            for name, value in step_losses.items():
+                sums[name] = sums.get(name, 0.0) + value
+            count += 1
+            self.batch_in_epoch += 1
+            self.step += 1
+            if count % 10 == 0 or self.batch_in_epoch == self.steps_per_epoch:
+                speed = count * self.train_config.batch_size / (time.perf_counter() - epoch_start)
+                status = " ".join(f"{k} {float(v) / count:.3f}" for k, v in sums.items())
+                bar.advance(min(10, count), f"ep {self.epoch + 1} {status} | {speed:.0f} img/s")
+            if count % 50 == 0 and not math.isfinite(float(step_losses["recon"])):
+                raise AdeganError("training diverged (non-finite loss); lower the learning rate or use another --seed")
+        seconds = time.perf_counter() - epoch_start
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.calibration = self.calibrate()
+        record = {"epoch": self.epoch, "step": self.step, "seconds": round(seconds, 2),
+                  "images_per_second": round(count * self.train_config.batch_size / max(seconds, 1e-9), 1),
+                  **{f"loss_{k}": round(float(v) / max(count, 1), 5) for k, v in sums.items()},
+                  "mu_e": self.calibration.mu_e, "sigma_e": self.calibration.sigma_e,
+                  "threshold": self.calibration.threshold}
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+            file.flush()
+        self.save_sample_grid()
+        self.save()
+        self.log(f"epoch {self.epoch}/{self.train_config.epochs}: "
+                 + " ".join(f"{k} {record[f'loss_{k}']:.4f}" for k in sums)
+                 + f" | {record['images_per_second']:.0f} img/s | threshold {self.calibration.threshold:.4f}")
+
+    @torch.no_grad()
+    def save_sample_grid(self) -> Path:
+        """samples/epoch_NNN.png: one row per pattern, one column per fixed z_n (paper Fig. 4)."""
+        from adegan.training.plots import save_image_grid
+
+        K = self.model_config.n_patterns
+        self.generator.eval()
+        z_n = self.sample_noise.repeat(K, 1)  # (K*10, d): row k, column j uses noise j
+        z_c = self.one_hot(torch.arange(K, device=self.device).repeat_interleave(10))
+        images = (self.generator(z_n, z_c) + 1.0) * 0.5
+        self.generator.train()
+        path = self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png"
+        save_image_grid(path, images.cpu().numpy(), rows=K)
+        return path
+
+    def state(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "model_config": self.model_config.to_dict(),
+            "train_config": self.train_config.to_dict(),
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "extractor": self.extractor.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
+            "rng": rng,
+            "calibration": self.calibration.to_dict() if self.calibration else None,
+            "data_info": self.data.info,
+            "complete": self.epoch >= self.train_config.epochs,
+        }
+
+    def save(self) -> None:
+        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.state())
+
+    def restore(self, state: dict) -> None:
+        for name in ("generator", "discriminator", "extractor"):
+            getattr(self, name).load_state_dict(state[name])
+            self.optimizers[name].load_state_dict(state["optimizers"][name])
+        self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        if state["calibration"]:
+            self.calibration = Calibration.from_dict(state["calibration"])
+
+
+def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: Path,
+          resume: bool = False, force: bool = False, log=default_log, progress: bool = True) -> TrainResult:
+    """Load the data, train (or resume), calibrate and checkpoint; see `adegan train --help`."""
+    from adegan.training.checkpoint import prepare_run_dir
+    from adegan.training.data import load_source
+
+    run_dir = Path(run_dir)
+    prepare_run_dir(run_dir, resume, force)
+    state = None
+    if resume:
+        state = load_checkpoint(run_dir / CHECKPOINT_NAME)
+        saved = TrainConfig.from_dict(state["train_config"])
+        if train_config.epochs < state["epoch"]:
+            raise AdeganError(f"{run_dir} already trained {state['epoch']} epochs; --epochs must be at least that")
+        train_config = saved.with_changes(epochs=train_config.epochs)  # resuming may extend training
+        model_config = ModelConfig.from_dict(state["model_config"])
+        log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']}")
+    data = load_source(train_config, model_config.image_size, model_config.channels, log)
+    log(f"data: {json.dumps(data.info)}")
+    trainer = Trainer(model_config, train_config, data, run_dir, log, progress)
+    if state is not None:
+        trainer.restore(state)
+    write_json(run_dir / "config.json", {"model": model_config.to_dict(), "train": train_config.to_dict()})
+    device_name = torch.cuda.get_device_name(trainer.device) if trainer.device.type == "cuda" else "cpu"
+    log(f"training on {device_name}: {len(data.train)} images, {trainer.steps_per_epoch} steps/epoch, "
+        f"{train_config.epochs} epochs")
+    result = trainer.fit()
+    if result.calibration is None:  # resumed a run that had already finished
+        result.calibration = trainer.calibrate()
+    return result

@@ -1,0 +1,62 @@
+"""The commands through typer's test runner, as a user types them."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from adegan.cli import app
+
+pytest.importorskip("torch")
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_train_then_evaluate_a_folder(synthetic_data, tmp_path):
+    run_dir = tmp_path / "run"
+    result = invoke("train", synthetic_data["train"], "--out", run_dir, "--preset", "tiny", "--patterns", "4",
+                    "--epochs", "2", "--batch-size", "32", "--no-progress", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["epochs"] == 2 and summary["calibration"]["n_images"] == 32
+
+    result = invoke("evaluate", run_dir, synthetic_data["test"])
+    assert result.exit_code == 0, result.output
+    for line in ("AUC combined", "AUC reconstruction", "AUC pattern", "anomalies flagged"):
+        assert line in result.stdout
+    result = invoke("evaluate", run_dir, synthetic_data["test"], "--json")
+    metrics = json.loads(result.stdout)
+    assert set(metrics["auc"]) >= {"combined", "reconstruction", "pattern"}
+
+    again = invoke("train", synthetic_data["train"], "--out", run_dir, "--preset", "tiny", "--epochs", "2")
+    assert again.exit_code == 2 and "already holds a run" in again.output and "--resume" in again.output
+    more = invoke("train", synthetic_data["train"], "--out", run_dir, "--resume", "--epochs", "3", "--no-progress")
+    assert more.exit_code == 0, more.output
+    assert "trained 3 epochs" in more.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "imagenet", "--out", "{tmp}/r"], "one of the datasets mnist, fashion-mnist, cifar10"),
+    (["train", "{tmp}/empty", "--out", "{tmp}/r"], "no images found"),
+    (["train", "mnist", "--out", "{tmp}/r"], "--anomaly-class"),
+    (["train", "mnist", "--anomaly-class", "11", "--out", "{tmp}/r"], "between 0 and 9"),
+    (["train", "{tmp}/missing", "--out", "{tmp}/r"], "folder not found"),
+    (["train", "{data}", "--anomaly-class", "1", "--out", "{tmp}/r"], "benchmark datasets only"),
+    (["train", "{data}", "--image-size", "48", "--out", "{tmp}/r"], "image size must be one of"),
+    (["evaluate", "{tmp}/nothing"], "checkpoint not found"),
+])
+def test_bad_input_gives_one_clear_line(args, message, synthetic_data, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = invoke(*[a.format(tmp=tmp_path, data=synthetic_data["train"]) for a in args])
+    assert result.exit_code in (1, 2), result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and message in error_lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_help_has_examples():
+    result = invoke("train", "--help")
+    assert result.exit_code == 0 and "Examples" in result.stdout and "--anomaly-class" in result.stdout

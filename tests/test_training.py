@@ -1,0 +1,127 @@
+"""End-to-end training on tiny synthetic folders (tiny preset, seconds each)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from adegan.errors import UsageError  # noqa: E402
+from adegan.training.checkpoint import load_checkpoint  # noqa: E402
+from adegan.training.config import ModelConfig, TrainConfig  # noqa: E402
+from adegan.training.evaluate import evaluate_run  # noqa: E402
+from adegan.training.trainer import TrainingInterrupted, Trainer, train  # noqa: E402
+
+TINY = ModelConfig.preset("tiny", n_patterns=4)
+
+
+def config_for(folder: Path, epochs: int, **changes) -> TrainConfig:
+    return TrainConfig(source=str(folder), epochs=epochs, batch_size=32, seed=0, **changes)
+
+
+@pytest.fixture(scope="module")
+def trained_run(synthetic_data, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    result = train(TINY, config_for(synthetic_data["train"], epochs=8), run_dir, progress=False, log=lambda m: None)
+    return run_dir, result
+
+
+def test_tiny_run_separates_easy_anomalies(trained_run, synthetic_data):
+    run_dir, result = trained_run
+    assert result.epochs == 8 and result.steps == 8 * (288 // 32)
+    metrics = evaluate_run(run_dir, str(synthetic_data["test"]), log=lambda m: None)
+    assert metrics["auc"]["combined"] > 0.9, metrics["auc"]
+    assert metrics["auc"]["reconstruction"] > 0.9, metrics["auc"]
+    for name in ("metrics.json", "scores.csv", "roc.png", "score_histogram.png"):
+        assert (run_dir / "evaluation" / name).stat().st_size > 0
+    assert len(list((run_dir / "samples").glob("epoch_*.png"))) == 8
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 8
+
+
+def test_checkpoint_round_trip_with_weights_only(trained_run):
+    run_dir, result = trained_run
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)  # plain torch, no adegan code
+    assert ModelConfig.from_dict(state["model_config"]) == TINY
+    assert state["calibration"]["threshold"] == pytest.approx(result.calibration.threshold)
+    assert state["calibration"]["n_images"] == 32  # 10 % of 320
+    assert state["complete"] and state["epoch"] == 8
+    from adegan.training.model import Generator
+
+    generator = Generator(TINY)
+    generator.load_state_dict(state["generator"])
+
+
+def test_checkpoint_carrying_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"format": "adegan-checkpoint", "payload": Evil()}, path)
+    with pytest.raises(Exception, match="refused"):
+        load_checkpoint(path)
+    path.write_bytes(b"garbage")
+    with pytest.raises(Exception, match="corrupt"):
+        load_checkpoint(path)
+
+
+def test_interrupt_then_resume_matches_an_uninterrupted_run(synthetic_data, tmp_path, monkeypatch):
+    quiet = dict(progress=False, log=lambda m: None)
+    config = config_for(synthetic_data["train"], epochs=2)
+    reference = train(TINY, config, tmp_path / "reference", **quiet)
+
+    original_step = Trainer.train_step
+    calls = {"n": 0}
+
+    def interrupting_step(self, real):
+        calls["n"] += 1
+        if calls["n"] == 13:  # mid-way through epoch 2 (9 steps per epoch)
+            raise KeyboardInterrupt
+        return original_step(self, real)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupting_step)
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(TINY, config, tmp_path / "resumed", **quiet)
+    saved = load_checkpoint(tmp_path / "resumed")
+    assert (saved["epoch"], saved["batch_in_epoch"], saved["step"]) == (1, 3, 12)
+    assert not saved["complete"]
+    monkeypatch.setattr(Trainer, "train_step", original_step)
+
+    with pytest.raises(UsageError, match="already holds a run"):
+        train(TINY, config, tmp_path / "resumed", **quiet)
+    resumed = train(None, config, tmp_path / "resumed", resume=True, **quiet)
+    assert resumed.steps == reference.steps == 18
+    final, expected = load_checkpoint(tmp_path / "resumed"), load_checkpoint(tmp_path / "reference")
+    for name, tensor in expected["generator"].items():
+        assert torch.allclose(final["generator"][name].float(), tensor.float(), atol=1e-5), name
+    assert resumed.calibration.threshold == pytest.approx(reference.calibration.threshold, abs=1e-5)
+
+
+def test_run_dir_rules(synthetic_data, tmp_path):
+    quiet = dict(progress=False, log=lambda m: None)
+    config = config_for(synthetic_data["train"], epochs=1)
+    with pytest.raises(UsageError, match="no checkpoint.pt to resume"):
+        train(None, config, tmp_path / "new", resume=True, **quiet)
+    train(TINY, config, tmp_path / "run", **quiet)
+    first = (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns
+    train(TINY, config, tmp_path / "run", force=True, **quiet)
+    assert (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns != first
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1  # cleared by --force
+    with pytest.raises(UsageError, match="pick one"):
+        train(TINY, config, tmp_path / "run", force=True, resume=True, **quiet)
+
+
+def test_channel_mismatch_on_evaluate_is_refused(trained_run, tmp_path):
+    from conftest import normal_image, write_images
+
+    rng = np.random.default_rng(0)
+    colour = lambda: np.stack([normal_image(rng), normal_image(rng), np.zeros((32, 32), np.uint8)], axis=2)
+    write_images(tmp_path / "test" / "good", [colour() for _ in range(5)])
+    write_images(tmp_path / "test" / "bad", [colour() for _ in range(5)])
+    run_dir, _ = trained_run
+    with pytest.raises(UsageError, match="colour but the model expects gray"):
+        evaluate_run(run_dir, str(tmp_path / "test"), out_dir=tmp_path / "eval", log=lambda m: None)
+    metrics = evaluate_run(run_dir, str(tmp_path / "test"), out_dir=tmp_path / "eval", convert_channels=True,
+                           plots=False, log=lambda m: None)
+    assert metrics["n_normal"] == 5
