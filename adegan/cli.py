@@ -55,7 +55,7 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Run directory for the checkpoint, samples and logs."),
     anomaly_class: Optional[int] = typer.Option(None, help="Benchmarks: the class held out as the anomaly (0-9)."),
     seed: int = typer.Option(0, help="Seed for the split, initialization and sampling."),
-    epochs: int = typer.Option(15, help="Training epochs (with --resume: the new total)."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs [default: 15; with --resume: the run's own, or a new total]."),
     image_size: int = typer.Option(32, help="Model input size: 32, 64, 128 or 256."),
     batch_size: int = typer.Option(64, help="Real images per iteration."),
     patterns: int = typer.Option(10, help="Number of patterns K the generator learns."),
@@ -74,7 +74,8 @@ def train(
     max_train_images: Optional[int] = typer.Option(None, help="Subsample the training normals (CPU budgets)."),
     dataset_path: Optional[str] = typer.Option(None, help="Benchmarks: path to the dataset file or folder."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, or cuda[:N]."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint, "
+                                "with its saved settings (only --epochs may change)."),
     force: bool = typer.Option(False, "--force", help="Replace a run that already exists in --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
@@ -89,7 +90,7 @@ def train(
         from adegan.training.trainer import train as run_training
 
         train_config = TrainConfig(
-            source=source, anomaly_class=anomaly_class, dataset_path=dataset_path, seed=seed, epochs=epochs,
+            source=source, anomaly_class=anomaly_class, dataset_path=dataset_path, seed=seed, epochs=epochs or 15,
             batch_size=batch_size, calibration_fraction=calibration_fraction, target_fpr=target_fpr,
             use_ip_loss=ip_loss, same_pattern_interpolation=interpolation,
             pattern_input=pattern_input.value, score_mode=score_mode.value,
@@ -103,7 +104,8 @@ def train(
             if width is not None:
                 overrides["width"] = width
             model_config = ModelConfig.preset(preset, **overrides)
-        result = run_training(model_config, train_config, out, resume=resume, force=force, progress=progress)
+        result = run_training(model_config, train_config, out, resume=resume, force=force, progress=progress,
+                              resume_epochs=epochs)
     except AdeganError as error:
         _fail(error)
     summary = {"run_dir": str(result.run_dir), "epochs": result.epochs, "steps": result.steps,

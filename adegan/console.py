@@ -6,9 +6,16 @@ import sys
 from contextlib import contextmanager
 
 
+_live_console = None  # the rich console of the progress bar on screen, if any
+
+
 def log(message: str) -> None:
-    """A status line on stderr, so stdout stays clean for `--json`."""
-    print(message, file=sys.stderr, flush=True)
+    """A status line on stderr, so stdout stays clean for `--json`; printed above a live
+    progress bar rather than through it."""
+    if _live_console is not None:
+        _live_console.print(message, markup=False, highlight=False)
+    else:
+        print(message, file=sys.stderr, flush=True)
 
 
 class _Bar:
@@ -40,6 +47,11 @@ def progress_bar(total: int, description: str, enabled: bool = True, completed: 
         TimeElapsedColumn(), TextColumn("<"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
         console=Console(stderr=True), transient=True,
     )
+    global _live_console
     with progress:
         task = progress.add_task(description, total=total, completed=completed, status="")
-        yield _Bar(progress, task)
+        _live_console = progress.console
+        try:
+            yield _Bar(progress, task)
+        finally:
+            _live_console = None

@@ -36,6 +36,10 @@ def test_train_then_evaluate_a_folder(synthetic_data, tmp_path):
     more = invoke("train", synthetic_data["train"], "--out", run_dir, "--resume", "--epochs", "3", "--no-progress")
     assert more.exit_code == 0, more.output
     assert "trained 3 epochs" in more.stdout
+    same = invoke("train", synthetic_data["train"], "--out", run_dir, "--resume", "--no-progress")
+    assert same.exit_code == 0 and "trained 3 epochs" in same.stdout  # keeps the run's own total
+    fewer = invoke("train", synthetic_data["train"], "--out", run_dir, "--resume", "--epochs", "1")
+    assert fewer.exit_code == 2 and "already trained 3 epochs" in fewer.output
 
 
 @pytest.mark.parametrize("args,message", [
@@ -60,3 +64,28 @@ def test_bad_input_gives_one_clear_line(args, message, synthetic_data, tmp_path)
 def test_help_has_examples():
     result = invoke("train", "--help")
     assert result.exit_code == 0 and "Examples" in result.stdout and "--anomaly-class" in result.stdout
+
+
+def test_sigint_saves_a_resumable_checkpoint(synthetic_data, tmp_path):
+    """A real process and a real SIGINT (Ctrl-C): exit code 130 and a mid-run checkpoint."""
+    import signal
+    import subprocess
+    import sys
+
+    import torch
+
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "adegan", "train", str(synthetic_data["train"]), "--out", str(run_dir),
+         "--preset", "tiny", "--epochs", "1000", "--batch-size", "32", "--no-progress"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    for line in process.stderr:  # wait until the first epoch is done
+        if line.startswith("epoch 1/"):
+            break
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=60)
+    assert process.returncode == 130, rest
+    assert "--resume" in rest
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] >= 1 and not state["complete"]

@@ -69,3 +69,8 @@ def test_unknown_dataset_and_class():
         load_benchmark("mnist", 12, 0, 32)
     with pytest.raises(UsageError, match="anomaly-class"):
         load_benchmark("mnist", None, 0, 32)
+
+
+def test_missing_dataset_file_says_where_it_looked(tmp_path):
+    with pytest.raises(UsageError, match="mnist data not found at .*--dataset-path"):
+        load_benchmark("mnist", 0, 0, 32, dataset_path=str(tmp_path / "nope.npz"))

@@ -90,7 +90,7 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(synthetic_data, tmp_
 
     with pytest.raises(UsageError, match="already holds a run"):
         train(TINY, config, tmp_path / "resumed", **quiet)
-    resumed = train(None, config, tmp_path / "resumed", resume=True, **quiet)
+    resumed = train(None, config, tmp_path / "resumed", resume=True, **quiet)  # saved config: 2 epochs
     assert resumed.steps == reference.steps == 18
     final, expected = load_checkpoint(tmp_path / "resumed"), load_checkpoint(tmp_path / "reference")
     for name, tensor in expected["generator"].items():

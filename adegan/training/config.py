@@ -6,7 +6,7 @@ config) and refuse unknown keys when read back.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 from adegan.errors import UsageError
 from adegan.runtime.score import SCORE_MODES
@@ -91,7 +91,6 @@ class TrainConfig:
     score_mode: str = "cdf"
     max_train_images: int | None = None  # subsample the training normals (CPU budgets)
     device: str = "auto"
-    extra: dict = field(default_factory=dict)  # free-form notes stored with the run
 
     def __post_init__(self):
         if self.epochs < 1:

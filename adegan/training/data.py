@@ -23,7 +23,8 @@ from adegan.runtime.images import (
     decode_image,
 )
 
-SHARED_DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
+# MNIST and CIFAR-10 files: $ADEGAN_DATASETS, else ../shared/datasets beside the checkout.
+SHARED_DATASETS = Path(os.environ.get("ADEGAN_DATASETS") or Path(__file__).resolve().parents[3] / "shared" / "datasets")
 DATASETS = {
     "mnist": {"channels": 1, "default": "mnist.npz"},
     "fashion-mnist": {"channels": 1, "default": "/usr/share/datasets/fashion-mnist"},
@@ -102,7 +103,7 @@ def _resolve_dataset_path(name: str, dataset_path: str | None) -> Path:
     if not path.exists():
         hint = {
             "fashion-mnist": "install it with `apt-get install dataset-fashion-mnist` or pass --dataset-path",
-        }.get(name, "pass --dataset-path to the file")
+        }.get(name, "pass --dataset-path to the file or set ADEGAN_DATASETS to its folder")
         raise UsageError(f"{name} data not found at {path}: {hint}")
     return path
 

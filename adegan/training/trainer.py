@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from adegan.console import log as default_log, progress_bar
-from adegan.errors import AdeganError
+from adegan.errors import AdeganError, UsageError
 from adegan.runtime.score import Calibration, calibrate
 from adegan.training import losses
 from adegan.runtime.files import write_json
@@ -291,8 +291,12 @@ class Trainer:
 
 
 def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: Path,
-          resume: bool = False, force: bool = False, log=default_log, progress: bool = True) -> TrainResult:
-    """Load the data, train (or resume), calibrate and checkpoint; see `adegan train --help`."""
+          resume: bool = False, force: bool = False, log=default_log, progress: bool = True,
+          resume_epochs: int | None = None) -> TrainResult:
+    """Load the data, train (or resume), calibrate and checkpoint; see `adegan train --help`.
+
+    Resuming uses the run's saved configs; `resume_epochs` may set a new total of epochs.
+    """
     from adegan.training.checkpoint import prepare_run_dir
     from adegan.training.data import load_source
 
@@ -301,10 +305,11 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: Path,
     state = None
     if resume:
         state = load_checkpoint(run_dir / CHECKPOINT_NAME)
-        saved = TrainConfig.from_dict(state["train_config"])
-        if train_config.epochs < state["epoch"]:
-            raise AdeganError(f"{run_dir} already trained {state['epoch']} epochs; --epochs must be at least that")
-        train_config = saved.with_changes(epochs=train_config.epochs)  # resuming may extend training
+        train_config = TrainConfig.from_dict(state["train_config"])
+        if resume_epochs is not None:
+            if resume_epochs < state["epoch"]:
+                raise UsageError(f"{run_dir} already trained {state['epoch']} epochs; --epochs must be at least that")
+            train_config = train_config.with_changes(epochs=resume_epochs)
         model_config = ModelConfig.from_dict(state["model_config"])
         log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']}")
     data = load_source(train_config, model_config.image_size, model_config.channels, log)
