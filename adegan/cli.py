@@ -162,6 +162,60 @@ def evaluate(
     typer.echo(f"wrote {metrics['outputs']}/metrics.json, scores.csv, roc.png, score_histogram.png")
 
 
+@app.command(epilog="""Examples:
+
+  adegan export runs/quickstart --fp16
+
+  adegan export runs/f0 --out bundles/f0 --fp16 --engine --max-batch 16
+
+  adegan export runs/f0 --out bundles/f0 --triton model_repository --force
+""")
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `adegan train`."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Bundle folder (default RUN_DIR/bundle)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Also write model.fp16.onnx (fp32 inputs/outputs)."),
+    engine: bool = typer.Option(False, "--engine", help="Also build a TensorRT engine (on a machine with TensorRT and a GPU)."),
+    max_batch: int = typer.Option(32, help="Largest batch of the TensorRT profile and the Triton config."),
+    opset: int = typer.Option(17, help="ONNX opset (17 is what TensorRT 8.5 / JetPack 5.1 reads)."),
+    triton: Optional[Path] = typer.Option(None, "--triton", help="Also write a Triton model repository here."),
+    force: bool = typer.Option(False, "--force", help="Replace a bundle already in --out."),
+    json_output: bool = typer.Option(False, "--json", help="Print the manifest as JSON on stdout."),
+):
+    """Export a trained run to ONNX (fp32, fp16) and TensorRT, with a manifest and parity checks."""
+    try:
+        from adegan.training import require_torch
+
+        require_torch()
+        from adegan.export.exporter import ExportOptions, export_run
+
+        result = export_run(run_dir, ExportOptions(out, fp16, engine, max_batch, opset, triton, force))
+    except AdeganError as error:
+        _fail(error)
+    if json_output:
+        typer.echo(json.dumps(result.manifest, indent=2))
+        return
+    _print_parity(result.manifest["parity"])
+    if result.engine_note:
+        typer.echo(result.engine_note, err=True)
+    typer.echo(f"bundle {result.bundle}:")
+    for name, size in sorted(result.files.items()):
+        typer.echo(f"  {name:<18} {size / 1e6:8.2f} MB")
+    typer.echo(f"  {'adegan.json':<18} (manifest: threshold {result.manifest['score']['threshold']:.4f})")
+    if result.triton_dir:
+        typer.echo(f"triton model repository: {result.triton_dir}")
+    typer.echo("next:")
+    typer.echo(f"  adegan score IMAGES_DIR --model {result.bundle} --out results.csv")
+    typer.echo(f"  adegan watch --camera 0 --model {result.bundle}")
+
+
+def _print_parity(parity: dict) -> None:
+    columns = ("recon_error", "pattern_probs", "residual", "score")
+    typer.echo(f"{'parity (max abs diff)':<22}" + "".join(f"{c:>15}" for c in columns) + f"{'verdicts changed':>18}")
+    for name, row in parity.items():
+        cells = "".join(f"{row[f'max_abs_{c}']:>15.2e}" for c in columns)
+        typer.echo(f"{name:<22}{cells}{row['verdict_changes']:>12} / {row['images']}")
+
+
 def main() -> None:  # pragma: no cover - entry point for `python -m adegan`
     app()
 

@@ -11,6 +11,22 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_staging_dir(target: Path) -> Path:
+    """An empty folder beside `target` (same file system, so a rename is atomic), with the
+    usual permissions."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
+    os.chmod(staging, 0o777 & ~_umask())
+    return staging
+
+
 def atomic_write_bytes(path: Path, write) -> None:
     """Call write(file_object) on a temp file beside `path`, fsync, then rename over `path`."""
     path = Path(path)
@@ -21,6 +37,7 @@ def atomic_write_bytes(path: Path, write) -> None:
             write(file)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temp_name, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

@@ -83,3 +83,15 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
             f"{__version__} (expects {CHECKPOINT_VERSION}); retrain with this version"
         )
     return state
+
+
+def configs_from_state(state: dict, path: Path):
+    """(ModelConfig, TrainConfig) from a checkpoint; an incompatible one gets a clear error."""
+    from adegan.training.config import ModelConfig, TrainConfig
+
+    try:
+        return ModelConfig.from_dict(state["model_config"]), TrainConfig.from_dict(state["train_config"])
+    except (UsageError, KeyError, TypeError) as exc:
+        raise AdeganError(
+            f"{path}: checkpoint written by an incompatible adegan version ({exc}); retrain it with adegan {__version__}"
+        ) from exc

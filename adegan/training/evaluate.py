@@ -17,7 +17,7 @@ from adegan.errors import UsageError
 from adegan.runtime.files import atomic_write_text, write_json
 from adegan.runtime.images import detect_channels, list_images
 from adegan.runtime.score import SCORE_MODES, Calibration, abnormality_score, pattern_only_score
-from adegan.training.checkpoint import load_checkpoint
+from adegan.training.checkpoint import configs_from_state, load_checkpoint
 from adegan.training.config import ModelConfig, TrainConfig
 from adegan.training.data import is_benchmark, load_benchmark, load_labelled_folder
 from adegan.training.metrics import roc_auc, roc_curve
@@ -28,8 +28,7 @@ from adegan.training.trainer import detector_outputs, resolve_device
 def load_detector(run_dir: Path, device: str = "auto"):
     """(detector in eval mode, ModelConfig, TrainConfig, Calibration, checkpoint state)."""
     state = load_checkpoint(Path(run_dir))
-    model_config = ModelConfig.from_dict(state["model_config"])
-    train_config = TrainConfig.from_dict(state["train_config"])
+    model_config, train_config = configs_from_state(state, Path(run_dir))
     if state.get("calibration") is None:
         raise UsageError(f"{run_dir}: the run has not finished an epoch yet, so it has no calibration; "
                          f"train at least one epoch (`adegan train ... --resume`)")

@@ -28,10 +28,13 @@ from adegan.errors import AdeganError, UsageError
 from adegan.runtime.score import Calibration, calibrate
 from adegan.training import losses
 from adegan.runtime.files import write_json
-from adegan.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from adegan.training.checkpoint import CHECKPOINT_NAME, configs_from_state, load_checkpoint, save_checkpoint
 from adegan.training.config import ModelConfig, TrainConfig
 from adegan.training.data import DataSplit
 from adegan.training.model import Detector, build_networks
+
+
+CALIBRATION_SAMPLE_BYTES = 4 * 1024 * 1024
 
 
 class TrainingInterrupted(AdeganError):
@@ -96,6 +99,11 @@ class Trainer:
             )
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.calibration: Calibration | None = None
+        # A fixed slice of the calibration set travels in the checkpoint, so that export can
+        # check ONNX/TensorRT parity on real normal images without the training data.
+        per_image = data.calibration[0].nbytes if len(data.calibration) else 1
+        keep = min(len(data.calibration), max(16, CALIBRATION_SAMPLE_BYTES // per_image))
+        self.calibration_sample = torch.from_numpy(np.ascontiguousarray(data.calibration[:keep]))
         self.sample_noise = losses.sample_noise(10, model_config.latent_dim, model_config.noise_std,
                                                 generator=torch.Generator().manual_seed(1234)).to(self.device)
 
@@ -271,6 +279,7 @@ class Trainer:
             "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
             "rng": rng,
             "calibration": self.calibration.to_dict() if self.calibration else None,
+            "calibration_sample": self.calibration_sample,
             "data_info": self.data.info,
             "complete": self.epoch >= self.train_config.epochs,
         }
@@ -305,12 +314,11 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: Path,
     state = None
     if resume:
         state = load_checkpoint(run_dir / CHECKPOINT_NAME)
-        train_config = TrainConfig.from_dict(state["train_config"])
+        model_config, train_config = configs_from_state(state, run_dir)
         if resume_epochs is not None:
             if resume_epochs < state["epoch"]:
                 raise UsageError(f"{run_dir} already trained {state['epoch']} epochs; --epochs must be at least that")
             train_config = train_config.with_changes(epochs=resume_epochs)
-        model_config = ModelConfig.from_dict(state["model_config"])
         log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']}")
     data = load_source(train_config, model_config.image_size, model_config.channels, log)
     log(f"data: {json.dumps(data.info)}")

@@ -1,0 +1,80 @@
+"""Parity checks run by every export: ONNX Runtime vs torch (fp32), and fp16 vs fp32.
+
+Measured on the calibration images stored in the checkpoint, through the same numpy score
+function the runtime uses, so the numbers say what changes for a deployed verdict.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from adegan.errors import AdeganError, MissingDependencyError
+from adegan.export.onnx import INPUT_NAME, OUTPUT_NAMES
+from adegan.runtime.score import Calibration, abnormality_score
+
+FP32_RELATIVE_TOLERANCE = 1e-4
+
+
+class ParityError(AdeganError):
+    pass
+
+
+def onnx_outputs(path: Path, images: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, ...]:
+    """Run an ONNX file on CPU with ONNX Runtime over float32 images in [0, 1]."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "the export parity check needs ONNX Runtime: pip install 'adegan[cpu]' (or 'adegan[gpu]')"
+        ) from exc
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    parts = [session.run(list(OUTPUT_NAMES), {INPUT_NAME: images[i:i + batch_size]})
+             for i in range(0, len(images), batch_size)]
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(len(OUTPUT_NAMES)))
+
+
+def torch_outputs(detector, images: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, ...]:
+    import torch
+
+    device = next(detector.parameters()).device
+    parts = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            batch = torch.from_numpy(images[i:i + batch_size]).to(device)
+            parts.append([t.cpu().numpy() for t in detector.eval()(batch)])
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(len(OUTPUT_NAMES)))
+
+
+def compare(reference: tuple, candidate: tuple, calibration: Calibration) -> dict:
+    """Max abs difference per output and of the score; relative difference of recon_error;
+    and how many images change verdict (score above / below the threshold)."""
+    result = {f"max_abs_{name}": float(np.abs(a - b).max()) for name, a, b in zip(OUTPUT_NAMES, reference, candidate)}
+    e_ref, e_new = reference[0].astype(np.float64), candidate[0].astype(np.float64)
+    result["max_rel_recon_error"] = float((np.abs(e_ref - e_new) / np.maximum(np.abs(e_ref), 1e-12)).max())
+    scores = [abnormality_score(out[0], out[1], calibration.mu_e, calibration.sigma_e, calibration.score_mode)
+              for out in (reference, candidate)]
+    result["max_abs_score"] = float(np.abs(scores[0] - scores[1]).max())
+    verdicts = [s > calibration.threshold for s in scores]
+    result["verdict_changes"] = int((verdicts[0] != verdicts[1]).sum())
+    result["images"] = int(len(e_ref))
+    return result
+
+
+def check_parity(detector, bundle: Path, images: np.ndarray, calibration: Calibration, fp16: bool) -> dict:
+    """{"fp32_vs_torch": {...}, "fp16_vs_fp32": {...}}; raises if fp32 parity fails."""
+    reference = torch_outputs(detector, images)
+    fp32 = onnx_outputs(bundle / "model.onnx", images)
+    report = {"fp32_vs_torch": compare(reference, fp32, calibration)}
+    worst = report["fp32_vs_torch"]["max_rel_recon_error"]
+    if worst > FP32_RELATIVE_TOLERANCE:
+        raise ParityError(
+            f"ONNX export is not faithful: recon_error differs from torch by {worst:.2e} (relative), "
+            f"more than {FP32_RELATIVE_TOLERANCE:.0e}; please report this with your torch/onnx versions"
+        )
+    if fp16:
+        report["fp16_vs_fp32"] = compare(fp32, onnx_outputs(bundle / "model.fp16.onnx", images), calibration)
+    return report
