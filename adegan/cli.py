@@ -216,6 +216,150 @@ def _print_parity(parity: dict) -> None:
         typer.echo(f"{name:<22}{cells}{row['verdict_changes']:>12} / {row['images']}")
 
 
+class Backend(str, Enum):
+    auto = "auto"
+    onnxruntime = "onnxruntime"
+    tensorrt = "tensorrt"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+
+
+@app.command(epilog="""Examples:
+
+  adegan score line1/images --model bundle --out results.csv
+
+  adegan score 'shots/**/*.png' --model bundle --out results.jsonl --overlays flagged/
+
+  adegan score shots --model bundle --out results.csv --resume --fail-on-anomaly
+
+Exit codes: 0 done; 4 anomalies found (with --fail-on-anomaly); 5 some images could not be read
+(they get an error row); 1 failed; 2 bad usage; 3 missing dependency.
+""")
+def score(
+    paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or glob patterns."),
+    model: Path = typer.Option(..., "--model", "-m", help="A bundle folder written by `adegan export`."),
+    out: Path = typer.Option(Path("results.csv"), "--out", "-o", help="results.csv or results.jsonl."),
+    batch_size: int = typer.Option(32, help="Images per inference call."),
+    backend: Backend = typer.Option(Backend.auto, help="auto: TensorRT engine when usable, else ONNX Runtime."),
+    precision: Precision = typer.Option(Precision.fp32, help="ONNX Runtime: model.onnx or model.fp16.onnx."),
+    threshold: Optional[float] = typer.Option(None, help="Override the bundle's calibrated threshold."),
+    overlays: Optional[Path] = typer.Option(None, help="Write a heat-map overlay of each anomaly here."),
+    resume: bool = typer.Option(False, "--resume", help="Append to --out, skipping images already in it."),
+    fail_on_anomaly: bool = typer.Option(False, "--fail-on-anomaly", help="Exit with code 4 if any image is anomalous."),
+    workers: int = typer.Option(4, help="Decoding threads."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Batch-score images with a bundle (no torch): one row per image, written as it goes."""
+    try:
+        from adegan.runtime.batch import expand_inputs, score_files
+        from adegan.runtime.model import BundleModel
+
+        files = expand_inputs(paths)
+        bundle_model = BundleModel(model, backend.value, precision.value, threshold)
+        summary = score_files(bundle_model, files, out, batch_size, resume, overlays, workers, progress)
+    except AdeganError as error:
+        _fail(error)
+    if json_output:
+        typer.echo(json.dumps({**summary.to_dict(), "out": str(out), "threshold": bundle_model.threshold}))
+    else:
+        typer.echo(f"scored {summary.images} image(s) with {summary.backend}: {summary.anomalies} anomalous, "
+                   f"{summary.errors} unreadable, {summary.images_per_second:.0f} img/s"
+                   + (f" ({summary.skipped} already done)" if summary.skipped else ""))
+        typer.echo(f"threshold {bundle_model.threshold:.4f}; rows in {out}" + (f"; overlays in {overlays}" if overlays else ""))
+    if fail_on_anomaly and summary.anomalies:
+        raise typer.Exit(4)
+    if summary.errors:
+        raise typer.Exit(5)
+
+
+@app.command(epilog="""Examples:
+
+  adegan calibrate bundle site_good_images/
+
+  adegan calibrate bundle 'good/*.png' --target-fpr 0.005
+""")
+def calibrate(
+    bundle: Path = typer.Argument(..., help="A bundle folder written by `adegan export`."),
+    good: list[str] = typer.Argument(..., help="Good images from this site: folders, files or globs."),
+    target_fpr: Optional[float] = typer.Option(None, help="False-positive rate for the threshold (default: the bundle's)."),
+    backend: Backend = typer.Option(Backend.auto, help="Backend used to score the good images."),
+):
+    """Recalibrate mu_e, sigma_e and the threshold on site, without torch; keeps the previous manifest."""
+    try:
+        from adegan.runtime.calibrate import PREVIOUS_NAME, calibrate_bundle
+
+        old, new = calibrate_bundle(bundle, good, target_fpr, backend=backend.value)
+    except AdeganError as error:
+        _fail(error)
+    typer.echo(f"calibrated on {new['n_images']} good images (target FPR {new['target_fpr']:g})")
+    for key in ("mu_e", "sigma_e", "threshold"):
+        typer.echo(f"  {key:<10} {old[key]:.6f} -> {new[key]:.6f}")
+    typer.echo(f"previous manifest kept as {Path(bundle) / PREVIOUS_NAME}")
+
+
+@app.command()
+def info(
+    bundle: Path = typer.Argument(..., help="A bundle folder written by `adegan export`."),
+    json_output: bool = typer.Option(False, "--json", help="Print the whole manifest as JSON."),
+):
+    """What a bundle is: input, calibration, threshold, versions, files (hashes verified)."""
+    try:
+        from adegan.runtime.bundle import load_manifest
+
+        manifest = load_manifest(bundle)
+    except AdeganError as error:
+        _fail(error)
+    if json_output:
+        typer.echo(json.dumps(manifest, indent=2))
+        return
+    spec, score_section = manifest["input"], manifest["score"]
+    typer.echo(f"bundle {bundle}: {manifest['name']} (schema {manifest['schema_version']}, created {manifest['created']})")
+    typer.echo(f"input   {spec['channels']}x{spec['image_size']}x{spec['image_size']} {spec['colour_order']}, "
+               f"float32 in [0, 1], {manifest['n_patterns']} patterns")
+    typer.echo(f"score   mode {score_section['score_mode']}, mu_e {score_section['mu_e']:.5f}, "
+               f"sigma_e {score_section['sigma_e']:.5f}, threshold {score_section['threshold']:.4f} "
+               f"(target FPR {score_section['target_fpr']:g}, {score_section['n_images']} images"
+               + (f", {score_section['source']}" if "source" in score_section else "") + ")")
+    training = manifest["training"]
+    typer.echo(f"trained on {training['source']} for {training['epochs']} epochs (seed {training['seed']})")
+    typer.echo("versions " + ", ".join(f"{k} {v}" for k, v in manifest["versions"].items() if v))
+    for name, entry in manifest["files"].items():
+        typer.echo(f"  {name:<18} {entry['bytes'] / 1e6:8.2f} MB  sha256 {entry['sha256'][:16]}… ok")
+    engine = manifest.get("tensorrt") or {}
+    if engine and not engine.get("built"):
+        typer.echo(f"no TensorRT engine; build one on the device: {engine.get('trtexec')}")
+
+
+@app.command()
+def bench(
+    bundle: Path = typer.Argument(..., help="A bundle folder written by `adegan export`."),
+    batch_sizes: list[int] = typer.Option([1, 8, 32], "--batch-size", "-b", help="Batch sizes (repeat the option)."),
+    seconds: float = typer.Option(2.0, help="Seconds per measurement."),
+    json_output: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+):
+    """Throughput and latency of a bundle per backend, precision and batch size."""
+    try:
+        from adegan.runtime.bench import benchmark
+
+        rows = benchmark(bundle, batch_sizes, seconds)
+    except AdeganError as error:
+        _fail(error)
+    if json_output:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(f"{'backend':<52}{'prec':>6}{'batch':>7}{'img/s':>10}{'p50 ms':>9}{'p95 ms':>9}")
+    for row in rows:
+        if "error" in row:
+            typer.echo(f"{row['backend']:<52}{row['precision']:>6}  unavailable: {row['error']}")
+            continue
+        typer.echo(f"{row['backend']:<52}{row['precision']:>6}{row['batch']:>7}{row['images_per_second']:>10.0f}"
+                   f"{row['latency_ms_p50']:>9.2f}{row['latency_ms_p95']:>9.2f}")
+
+
 def main() -> None:  # pragma: no cover - entry point for `python -m adegan`
     app()
 

@@ -232,3 +232,22 @@ def test_cli_export_without_tensorrt_still_writes_the_bundle(run_dir, tmp_path):
     assert manifest["tensorrt"]["built"] is False and "trtexec" in manifest["tensorrt"]["trtexec"]
     again = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(tmp_path / "b")])
     assert again.exit_code == 2 and "--force" in again.output
+
+
+def test_runtime_scores_match_the_torch_evaluation(run_dir, bundle, synthetic_data, tmp_path):
+    """`adegan score` with the fp32 ONNX gives the scores `adegan evaluate` computes in torch."""
+    import csv
+
+    from adegan.training.evaluate import evaluate_run
+
+    evaluate_run(run_dir, str(synthetic_data["test"]), out_dir=tmp_path / "eval", plots=False, **QUIET)
+    with open(tmp_path / "eval" / "scores.csv", newline="") as file:
+        torch_scores = {row["image"]: float(row["score"]) for row in csv.DictReader(file)}
+    result = CliRunner().invoke(app, ["score", str(synthetic_data["test"]), "--model", str(bundle),
+                                      "--out", str(tmp_path / "runtime.csv"), "--backend", "onnxruntime"])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "runtime.csv", newline="") as file:
+        runtime_scores = {row["path"]: float(row["score"]) for row in csv.DictReader(file)}
+    assert set(runtime_scores) == set(torch_scores) and len(runtime_scores) == 120
+    worst = max(abs(runtime_scores[p] - torch_scores[p]) for p in torch_scores)
+    assert worst <= 1e-4, worst

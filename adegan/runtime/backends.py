@@ -1,0 +1,116 @@
+"""Inference backends behind one small interface: ONNX Runtime and native TensorRT.
+
+A backend takes float32 images (N, C, H, W) in [0, 1] and returns the graph's three outputs.
+Inputs are validated against the manifest first, with a message that says what was expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from adegan.errors import AdeganError, MissingDependencyError, UsageError
+
+OUTPUT_NAMES = ("recon_error", "pattern_probs", "residual")
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
+
+
+class InputError(AdeganError):
+    """Images that do not fit the model."""
+
+
+@dataclass
+class Outputs:
+    recon_error: np.ndarray  # (N,)
+    pattern_probs: np.ndarray  # (N, K)
+    residual: np.ndarray  # (N, 1, H, W)
+
+
+def validate_images(images: np.ndarray, manifest: dict) -> np.ndarray:
+    """Check dtype, rank, channels and size against the manifest; returns a contiguous float32 array."""
+    spec = manifest["input"]
+    expected = (spec["channels"], spec["image_size"], spec["image_size"])
+    if not isinstance(images, np.ndarray) or images.ndim != 4:
+        raise InputError(f"images must be a 4-D array (N, C, H, W), got {getattr(images, 'shape', type(images))}")
+    if images.shape[1] != expected[0]:
+        raise InputError(f"the model expects {expected[0]} channel(s) ({spec['colour_order']}), got {images.shape[1]}")
+    if images.shape[2:] != expected[1:]:
+        raise InputError(f"the model expects {expected[1]}x{expected[2]} images, got "
+                         f"{images.shape[2]}x{images.shape[3]}; preprocess with adegan.runtime.images")
+    if images.dtype != np.float32:
+        raise InputError(f"images must be float32 in [0, 1], got {images.dtype}")
+    return np.ascontiguousarray(images)
+
+
+class OnnxRuntimeBackend:
+    """ONNX Runtime with the best installed provider: TensorRT EP -> CUDA EP -> CPU.
+
+    ORT lists GPU providers even when no GPU works and then silently falls back to CPU, so the
+    provider reported is the one the session actually got, not the one asked for.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, bundle: Path, manifest: dict, precision: str = "fp32", providers: list | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "ONNX Runtime is not installed: pip install 'adegan[cpu]' (or 'adegan[gpu]' on a CUDA machine)"
+            ) from exc
+        self.manifest = manifest
+        model = Path(bundle) / ("model.fp16.onnx" if precision == "fp16" else "model.onnx")
+        if not model.is_file():
+            raise UsageError(f"{model}: not in the bundle; export with --fp16 or use --precision fp32")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        requested = providers or choose_providers(ort.get_available_providers(), Path(bundle), precision == "fp16")
+        self.session = ort.InferenceSession(str(model), options, providers=requested)
+        self.provider = self.session.get_providers()[0]
+        self.model_file = model.name
+
+    def infer(self, images: np.ndarray) -> Outputs:
+        images = validate_images(images, self.manifest)
+        return Outputs(*self.session.run(list(OUTPUT_NAMES), {"images": images}))
+
+    def describe(self) -> str:
+        return f"onnxruntime ({self.provider}, {self.model_file})"
+
+
+def choose_providers(available: list[str], bundle: Path, fp16: bool) -> list:
+    """Provider list in order of preference, limited to what this ORT build has."""
+    chosen: list = []
+    if "TensorrtExecutionProvider" in available:
+        cache = bundle / "ort_trt_cache"
+        chosen.append(("TensorrtExecutionProvider", {
+            "trt_fp16_enable": fp16, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache),
+        }))
+    if "CUDAExecutionProvider" in available:
+        chosen.append("CUDAExecutionProvider")
+    chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+def tensorrt_available() -> bool:
+    try:
+        import tensorrt as trt
+        from cuda import cudart  # noqa: F401  (cuda-python)
+    except ImportError:
+        return False
+    return hasattr(trt, "Runtime")
+
+
+def open_backend(bundle: Path, manifest: dict, kind: str = "auto", precision: str = "fp32"):
+    """The backend to score with: `auto` takes the bundle's TensorRT engine when TensorRT and
+    cuda-python are importable, else ONNX Runtime."""
+    if kind not in BACKENDS:
+        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {kind!r}")
+    engine = Path(bundle) / "model.engine"
+    if kind == "tensorrt" or (kind == "auto" and engine.is_file() and tensorrt_available()):
+        from adegan.runtime.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(engine, manifest)
+    return OnnxRuntimeBackend(bundle, manifest, precision)

@@ -1,0 +1,178 @@
+"""`adegan score`: batch-score image files into CSV or JSONL, resumably.
+
+Decoding runs in a thread pool, one batch ahead of inference, so memory stays bounded by two
+batches whatever the number of images. Each batch's rows are appended and flushed before the
+next batch, so an interrupted run loses nothing and `--resume` skips what is already written.
+A file that cannot be read gets an error row, never a crash.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from adegan.console import log as default_log, progress_bar
+from adegan.errors import UsageError
+from adegan.runtime.images import IMAGE_EXTENSIONS, ImageDecodeError, list_images, read_image
+from adegan.runtime.model import BundleModel
+
+COLUMNS = ("path", "score", "recon_error", "pattern", "pattern_prob", "verdict", "error")
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Folders (recursive), files and glob patterns -> image paths, in order, without repeats."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += list_images(path)
+        elif path.is_file():
+            found.append(path)
+        elif glob.has_magic(item):
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
+            found += [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+        else:
+            raise UsageError(f"{item}: no such file or folder")
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        raise UsageError(f"no images found in {' '.join(inputs)} (png, jpg, jpeg, bmp, tif)")
+    return unique
+
+
+class ResultWriter:
+    """Rows to .csv or .jsonl, appended and flushed per batch."""
+
+    def __init__(self, path: Path, resume: bool):
+        self.path = Path(path)
+        if self.path.suffix.lower() not in (".csv", ".jsonl"):
+            raise UsageError(f"--out {path}: use a .csv or .jsonl file name")
+        self.jsonl = self.path.suffix.lower() == ".jsonl"
+        if self.path.exists() and self.path.stat().st_size and not resume:
+            raise UsageError(f"{path} already exists; pass --resume to continue it, or choose another --out")
+        if resume and self.path.exists():
+            self._drop_partial_last_line()
+        self.done = self._read_done() if resume and self.path.exists() else set()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new_file = not self.path.exists() or self.path.stat().st_size == 0
+        self.file = open(self.path, "a", encoding="utf-8", newline="")
+        self.csv = None if self.jsonl else csv.DictWriter(self.file, fieldnames=COLUMNS)
+        if self.csv and new_file:
+            self.csv.writeheader()
+
+    def _drop_partial_last_line(self) -> None:
+        """A crash mid-write can leave a last line without its newline: cut it off."""
+        with open(self.path, "rb+") as file:
+            data = file.read()
+            if data and not data.endswith(b"\n"):
+                file.truncate(data.rfind(b"\n") + 1)
+
+    def _read_done(self) -> set[str]:
+        """Paths already written; a last line cut off by a crash is ignored (and rewritten)."""
+        done = set()
+        with open(self.path, encoding="utf-8", newline="") as file:
+            if self.jsonl:
+                for line in file:
+                    try:
+                        done.add(json.loads(line)["path"])
+                    except (ValueError, KeyError):
+                        continue
+            else:
+                done = {row["path"] for row in csv.DictReader(file) if row.get("verdict")}
+        return done
+
+    def write(self, rows: list[dict]) -> None:
+        for row in rows:
+            if self.jsonl:
+                self.file.write(json.dumps(row) + "\n")
+            else:
+                self.csv.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        self.file.close()
+
+
+@dataclass
+class Summary:
+    images: int = 0
+    anomalies: int = 0
+    errors: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    backend: str = ""
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "images_per_second": round(self.images_per_second, 1)}
+
+
+def _load(model: BundleModel, path: Path):
+    try:
+        image = read_image(path)
+        return image, model.preprocess(image), None
+    except ImageDecodeError as exc:
+        return None, None, str(exc)
+
+
+def score_files(model: BundleModel, paths: list[Path], out: Path, batch_size: int = 32, resume: bool = False,
+                overlays: Path | None = None, workers: int = 4, progress: bool = True, log=default_log) -> Summary:
+    """Score `paths` with `model`, writing one row per image to `out`."""
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    writer = ResultWriter(out, resume)
+    todo = [p for p in paths if str(p) not in writer.done]
+    summary = Summary(skipped=len(paths) - len(todo), backend=model.backend.describe())
+    if summary.skipped:
+        log(f"resuming: {summary.skipped} image(s) already in {out}")
+    batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+    start = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool, progress_bar(len(todo), "scoring", progress) as bar:
+            pending = [pool.submit(_load, model, p) for p in batches[0]] if batches else []
+            for index, batch in enumerate(batches):
+                loaded = [future.result() for future in pending]
+                pending = [pool.submit(_load, model, p) for p in batches[index + 1]] if index + 1 < len(batches) else []
+                rows = _score_batch(model, batch, loaded, overlays, summary)
+                writer.write(rows)
+                bar.advance(len(batch), f"{summary.anomalies} anomalies, {summary.errors} errors")
+    finally:
+        writer.close()
+        summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _score_batch(model: BundleModel, paths: list[Path], loaded: list, overlays: Path | None, summary: Summary) -> list[dict]:
+    good = [i for i, (_, tensor, error) in enumerate(loaded) if error is None]
+    rows: list[dict] = [{"path": str(p), "verdict": "error", "error": loaded[i][2]} for i, p in enumerate(paths)]
+    if good:
+        scores = model.score_uint8(np.stack([loaded[i][1] for i in good]))
+        for k, (i, row) in enumerate(zip(good, scores.rows())):
+            rows[i] = {"path": str(paths[i]), **row, "error": None}
+            if overlays is not None and scores.anomalous[k]:
+                _write_overlay(overlays, paths[i], loaded[i][0], scores.outputs.residual[k, 0], row["score"])
+    summary.images += len(paths)
+    summary.errors += len(paths) - len(good)
+    summary.anomalies += sum(1 for r in rows if r["verdict"] == "anomaly")
+    return rows
+
+
+def _write_overlay(folder: Path, path: Path, image: np.ndarray, residual: np.ndarray, score: float) -> None:
+    from adegan.runtime.deps import require_cv2
+    from adegan.runtime.overlay import render_overlay
+
+    cv2 = require_cv2()
+    folder.mkdir(parents=True, exist_ok=True)
+    name = "_".join(Path(path).with_suffix("").parts[-3:]).replace(os.sep, "_") + ".png"
+    cv2.imwrite(str(folder / name), render_overlay(image, residual, score, True))

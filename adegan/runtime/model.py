@@ -1,0 +1,50 @@
+"""A loaded bundle, ready to score images: manifest + backend + the shared numpy score."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from adegan.runtime.backends import Outputs, open_backend
+from adegan.runtime.bundle import load_manifest
+from adegan.runtime.images import to_float, to_model_uint8
+from adegan.runtime.score import abnormality_score
+
+
+@dataclass
+class Scores:
+    score: np.ndarray  # A(x), (N,)
+    anomalous: np.ndarray  # score > threshold, (N,) bool
+    outputs: Outputs
+
+    def rows(self) -> list[dict]:
+        probs = self.outputs.pattern_probs
+        return [{"score": float(self.score[i]), "recon_error": float(self.outputs.recon_error[i]),
+                 "pattern": int(probs[i].argmax()), "pattern_prob": float(probs[i].max()),
+                 "verdict": "anomaly" if self.anomalous[i] else "normal"} for i in range(len(self.score))]
+
+
+class BundleModel:
+    """Preprocess -> infer -> score, exactly as training evaluated it."""
+
+    def __init__(self, bundle: Path, backend: str = "auto", precision: str = "fp32",
+                 threshold: float | None = None, verify: bool = True):
+        self.bundle = Path(bundle)
+        self.manifest = load_manifest(self.bundle, verify=verify)
+        self.backend = open_backend(self.bundle, self.manifest, backend, precision)
+        score = self.manifest["score"]
+        self.mu_e, self.sigma_e, self.score_mode = score["mu_e"], score["sigma_e"], score["score_mode"]
+        self.threshold = float(score["threshold"] if threshold is None else threshold)
+        self.channels = self.manifest["input"]["channels"]
+        self.image_size = self.manifest["input"]["image_size"]
+
+    def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
+        """One decoded BGR image -> uint8 (C, H, W) at the model size (the shared function)."""
+        return to_model_uint8(image_bgr, self.image_size, self.channels)
+
+    def score_uint8(self, batch_uint8: np.ndarray) -> Scores:
+        outputs = self.backend.infer(to_float(batch_uint8))
+        score = abnormality_score(outputs.recon_error, outputs.pattern_probs, self.mu_e, self.sigma_e, self.score_mode)
+        return Scores(score, score > self.threshold, outputs)

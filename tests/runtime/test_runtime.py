@@ -1,0 +1,183 @@
+"""Runtime tests against the committed tiny bundle: no torch anywhere (CI also runs these in a
+venv with only `adegan[cpu,dev]` installed)."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+cv2 = pytest.importorskip("cv2")
+pytest.importorskip("onnxruntime")
+
+from adegan.cli import app  # noqa: E402
+from adegan.runtime.backends import InputError, choose_providers  # noqa: E402
+from adegan.runtime.bundle import BundleError, load_manifest  # noqa: E402
+from adegan.runtime.model import BundleModel  # noqa: E402
+
+TINY = Path(__file__).resolve().parents[1] / "data" / "tiny_bundle"
+runner = CliRunner()
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(TINY, copy)
+    return copy
+
+
+@pytest.fixture
+def images(tmp_path):
+    """good/ (bright squares), odd/ (rings), and a corrupt file."""
+    rng = np.random.default_rng(3)
+    for i in range(12):
+        image = np.full((32, 32), 20, np.uint8)
+        top, left = rng.integers(4, 16, size=2)
+        image[top:top + 12, left:left + 12] = 220
+        (tmp_path / "imgs" / "good").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "imgs" / "good" / f"g{i:02d}.png"), image)
+    for i in range(4):
+        image = np.full((48, 48, 3), 30, np.uint8)
+        cv2.circle(image, (24, 24), 14, (0, 200, 255), 3)
+        (tmp_path / "imgs" / "odd").mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / "imgs" / "odd" / f"o{i}.jpg"), image)
+    (tmp_path / "imgs" / "odd" / "broken.png").write_bytes(b"\x89PNG garbage")
+    return tmp_path / "imgs"
+
+
+def rows_of(path: Path) -> list[dict]:
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_manifest_is_verified_and_tampering_refused(bundle):
+    manifest = load_manifest(bundle)
+    assert manifest["input"]["channels"] == 1 and manifest["n_patterns"] == 4
+    data = bytearray((bundle / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (bundle / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256 does not match"):
+        BundleModel(bundle)
+    result = runner.invoke(app, ["info", str(bundle)])
+    assert result.exit_code == 1 and "sha256 does not match" in result.output
+    with pytest.raises(BundleError, match="no adegan.json"):
+        load_manifest(bundle.parent)
+
+
+def test_inputs_are_validated_against_the_manifest(bundle):
+    model = BundleModel(bundle)
+    with pytest.raises(InputError, match="expects 1 channel"):
+        model.backend.infer(np.zeros((2, 3, 32, 32), np.float32))
+    with pytest.raises(InputError, match="32x32"):
+        model.backend.infer(np.zeros((2, 1, 64, 64), np.float32))
+    with pytest.raises(InputError, match="float32"):
+        model.backend.infer(np.zeros((2, 1, 32, 32), np.float64))
+    batch = np.random.default_rng(0).integers(0, 256, (5, 1, 32, 32), dtype=np.uint8)
+    together = model.score_uint8(batch).score
+    alone = np.concatenate([model.score_uint8(batch[i:i + 1]).score for i in range(5)])
+    assert np.allclose(together, alone, atol=1e-6)
+    assert "CPUExecutionProvider" in model.backend.describe()
+
+
+def test_score_writes_rows_with_error_rows_and_exit_codes(bundle, images, tmp_path):
+    out = tmp_path / "results.csv"
+    result = runner.invoke(app, ["score", str(images), "--model", str(bundle), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 5, result.output  # one unreadable file
+    rows = rows_of(out)
+    assert len(rows) == 17
+    broken = [r for r in rows if r["path"].endswith("broken.png")]
+    assert broken[0]["verdict"] == "error" and "not a readable image" in broken[0]["error"]
+    scored = [r for r in rows if r["verdict"] != "error"]
+    assert all(0 <= float(r["score"]) <= 1 - 1 / 4 + 1e-9 for r in scored)
+    assert "scored 17 image(s)" in result.stdout and "1 unreadable" in result.stdout
+
+    every = runner.invoke(app, ["score", str(images / "good"), "--model", str(bundle), "--out", str(tmp_path / "a.jsonl"),
+                                "--threshold", "0", "--fail-on-anomaly", "--overlays", str(tmp_path / "ov")])
+    assert every.exit_code == 4, every.output
+    lines = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert len(lines) == 12 and all(line["verdict"] == "anomaly" for line in lines)
+    assert len(list((tmp_path / "ov").glob("*.png"))) == 12
+    none = runner.invoke(app, ["score", str(images / "good" / "g00.png"), str(images / "good" / "g0*.png"),
+                               "--model", str(bundle), "--out", str(tmp_path / "b.csv"), "--threshold", "1"])
+    assert none.exit_code == 0, none.output
+    assert len(rows_of(tmp_path / "b.csv")) == 10  # the file and the glob overlap: each path once
+
+
+def test_score_resumes_without_repeating_rows(bundle, images, tmp_path):
+    out = tmp_path / "results.csv"
+    args = ["score", str(images / "good"), "--model", str(bundle), "--out", str(out), "--batch-size", "4"]
+    assert runner.invoke(app, args).exit_code == 0
+    full = rows_of(out)
+    text = out.read_text().splitlines()
+    out.write_text("\n".join(text[:6]) + "\n" + text[6][:10])  # 5 rows, then a line cut by a crash
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "--resume" in refused.output
+    resumed = runner.invoke(app, args + ["--resume"])
+    assert resumed.exit_code == 0 and "already done" in resumed.stdout
+    rows = [r for r in rows_of(out) if r.get("verdict")]
+    assert sorted(r["path"] for r in rows) == sorted(r["path"] for r in full)
+    by_path = {r["path"]: r["score"] for r in full}
+    assert all(by_path[r["path"]] == r["score"] for r in rows)
+
+
+def test_calibrate_on_site_updates_the_manifest_and_keeps_the_previous(bundle, images, tmp_path):
+    before = load_manifest(bundle)
+    few = runner.invoke(app, ["calibrate", str(bundle), str(images / "good")])
+    assert few.exit_code == 2 and "at least 20" in few.output
+    rng = np.random.default_rng(9)
+    site = tmp_path / "site"
+    site.mkdir()
+    for i in range(40):
+        image = np.full((32, 32), 20, np.uint8)
+        top, left = rng.integers(4, 16, size=2)
+        image[top:top + 10, left:left + 10] = 200
+        cv2.imwrite(str(site / f"s{i}.png"), image)
+    result = runner.invoke(app, ["calibrate", str(bundle), str(site), "--target-fpr", "0.05"])
+    assert result.exit_code == 0, result.output
+    after = load_manifest(bundle)  # hashes still valid: model files untouched
+    assert after["score"]["n_images"] == 40 and after["score"]["target_fpr"] == 0.05
+    assert after["score"]["threshold"] != before["score"]["threshold"]
+    assert json.loads((bundle / "adegan.previous.json").read_text())["score"] == before["score"]
+    scores = BundleModel(bundle)
+    flagged = runner.invoke(app, ["score", str(site), "--model", str(bundle), "--out", str(tmp_path / "s.csv")])
+    assert flagged.exit_code == 0
+    share = sum(r["verdict"] == "anomaly" for r in rows_of(tmp_path / "s.csv")) / 40
+    assert share <= 0.05 + 1e-9 and scores.threshold == after["score"]["threshold"]
+    info = runner.invoke(app, ["info", str(bundle)])
+    assert info.exit_code == 0 and "on-site" in info.stdout
+
+
+def test_bench_and_info(bundle):
+    result = runner.invoke(app, ["bench", str(bundle), "-b", "1", "-b", "4", "--seconds", "0.05", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert {(r["precision"], r["batch"]) for r in rows} == {("fp32", 1), ("fp32", 4), ("fp16", 1), ("fp16", 4)}
+    assert all(r["images_per_second"] > 0 for r in rows)
+    info = runner.invoke(app, ["info", str(bundle)])
+    assert "1x32x32 gray" in info.stdout and "model.fp16.onnx" in info.stdout
+
+
+def test_provider_preference():
+    assert choose_providers(["CPUExecutionProvider"], Path("b"), False) == ["CPUExecutionProvider"]
+    chosen = choose_providers(["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+                              Path("b"), True)
+    assert chosen[0][0] == "TensorrtExecutionProvider" and chosen[0][1]["trt_fp16_enable"] is True
+    assert chosen[1:] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_scoring_never_imports_torch(bundle, images, tmp_path):
+    script = f"""
+import sys
+from adegan.runtime.batch import expand_inputs, score_files
+from adegan.runtime.model import BundleModel
+model = BundleModel({str(bundle)!r})
+summary = score_files(model, expand_inputs([{str(images)!r}]), {str(tmp_path / 'x.csv')!r}, progress=False, log=lambda m: None)
+print(summary.images, 'torch' in sys.modules)
+"""
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert output.stdout.split() == ["17", "False"]
