@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from adegan.errors import AdeganError
+from adegan.errors import AdeganError, UsageError as UsageErrorForCli
 
 app = typer.Typer(
     help="adegan: train on photos of good parts only, then flag anything that does not look like them.",
@@ -274,6 +274,56 @@ def score(
         raise typer.Exit(4)
     if summary.errors:
         raise typer.Exit(5)
+
+
+@app.command(epilog="""Examples:
+
+  adegan watch --camera 0 --model bundle --show
+
+  adegan watch --url rtsp://10.0.0.5/stream --model bundle --roi 100,50,320,240 --save-anomalies flagged/
+
+  adegan watch --gst "nvarguscamerasrc ! video/x-raw(memory:NVMM),width=1280,height=720 ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1" --model bundle
+
+  adegan watch --folder incoming/ --model bundle --jsonl watch.jsonl
+
+  adegan watch --video line.mp4 --model bundle --max-frames 500 --json
+""")
+def watch(
+    model: Path = typer.Option(..., "--model", "-m", help="A bundle folder written by `adegan export`."),
+    camera: Optional[int] = typer.Option(None, help="Camera index (V4L2 / USB)."),
+    video: Optional[str] = typer.Option(None, help="A video file (every frame, in order)."),
+    url: Optional[str] = typer.Option(None, help="An rtsp:// or http:// stream."),
+    folder: Optional[str] = typer.Option(None, help="Score image files as they arrive in this folder."),
+    gst: Optional[str] = typer.Option(None, help="A GStreamer pipeline ending in appsink (needs OpenCV with GStreamer)."),
+    roi: Optional[str] = typer.Option(None, help="Score only this region: x,y,w,h in pixels."),
+    show: bool = typer.Option(False, "--show", help="Show the overlay in a window (needs a display and GUI OpenCV)."),
+    save_anomalies: Optional[Path] = typer.Option(None, help="Save the overlay of each anomalous frame here."),
+    jsonl: Optional[Path] = typer.Option(None, help="Append one JSON line per frame here."),
+    max_frames: Optional[int] = typer.Option(None, help="Stop after this many frames."),
+    backend: Backend = typer.Option(Backend.auto, help="auto: TensorRT engine when usable, else ONNX Runtime."),
+    precision: Precision = typer.Option(Precision.fp32, help="ONNX Runtime: model.onnx or model.fp16.onnx."),
+    threshold: Optional[float] = typer.Option(None, help="Override the bundle's calibrated threshold."),
+    json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Watch a camera, stream, video or folder: score each frame live, flag anomalies."""
+    try:
+        from adegan.runtime.model import BundleModel
+        from adegan.runtime.sources import open_source
+        from adegan.runtime.watch import display_problem, parse_roi, watch as run_watch
+
+        region = parse_roi(roi)
+        if show and (problem := display_problem()):
+            raise UsageErrorForCli(f"--show: {problem}")
+        bundle_model = BundleModel(model, backend.value, precision.value, threshold)
+        source = open_source(camera, video, url, folder, gst)
+        summary = run_watch(bundle_model, source, region, show, save_anomalies, jsonl, max_frames)
+    except AdeganError as error:
+        _fail(error)
+    if json_output:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(f"{summary['frames']} frame(s), {summary['anomalies']} anomalous, {summary['fps']:.1f} FPS, "
+                   f"latency p50 {summary['latency_ms_p50']:.1f} ms / p95 {summary['latency_ms_p95']:.1f} ms")
 
 
 @app.command(epilog="""Examples:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 from adegan.errors import MissingDependencyError
 
 
 def require_cv2():
-    """Return the cv2 module, or explain how to get it."""
+    """Return the cv2 module, or explain how to get it. OpenCV's own warnings (e.g. on a
+    missing camera) are silenced unless OPENCV_LOG_LEVEL says otherwise: adegan reports errors."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     try:
         import cv2
     except ImportError as exc:

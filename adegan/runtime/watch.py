@@ -1,0 +1,121 @@
+"""`adegan watch`: score frames live, one at a time (batch 1), with overlay, alarms and logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from adegan.console import log as default_log
+from adegan.errors import UsageError
+from adegan.runtime.deps import require_cv2
+from adegan.runtime.model import BundleModel
+from adegan.runtime.overlay import render_overlay
+
+WINDOW = "adegan watch (q to quit)"
+
+
+def parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
+    if text is None:
+        return None
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--roi {text!r}: expected x,y,w,h in pixels, e.g. 100,50,320,240") from None
+    if w <= 0 or h <= 0 or x < 0 or y < 0:
+        raise UsageError(f"--roi {text!r}: x and y must be >= 0, w and h > 0")
+    return x, y, w, h
+
+
+def display_problem() -> str | None:
+    """Why a window cannot be shown here (checked before imshow, which aborts the whole process
+    in the GUI OpenCV wheel when there is no display), or None."""
+    cv2 = require_cv2()
+    gui = [line for line in cv2.getBuildInformation().splitlines() if line.strip().startswith("GUI:")]
+    if gui and "NONE" in gui[0]:
+        return ("this OpenCV has no GUI support (opencv-python-headless); install the system OpenCV or "
+                "`pip install opencv-python` in place of the headless wheel, or drop --show")
+    if os.name != "nt" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display (DISPLAY is not set); drop --show, or use --save-anomalies / --jsonl"
+    return None
+
+
+@dataclass
+class WatchStats:
+    frames: int = 0
+    anomalies: int = 0
+    latencies_ms: list = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def summary(self) -> dict:
+        seconds = time.monotonic() - self.started
+        latency = np.array(self.latencies_ms or [0.0])
+        return {"frames": self.frames, "anomalies": self.anomalies, "seconds": round(seconds, 2),
+                "fps": round(self.frames / seconds, 2) if seconds else 0.0,
+                "latency_ms_p50": round(float(np.percentile(latency, 50)), 2),
+                "latency_ms_p95": round(float(np.percentile(latency, 95)), 2)}
+
+
+def watch(model: BundleModel, source, roi=None, show: bool = False, save_anomalies: Path | None = None,
+          jsonl: Path | None = None, max_frames: int | None = None, log=default_log) -> dict:
+    """Score frames from `source` until it ends, `max_frames`, `q` in the window, or Ctrl-C."""
+    cv2 = require_cv2()
+    if show and (problem := display_problem()):
+        raise UsageError(f"--show: {problem}")
+    if save_anomalies:
+        save_anomalies.mkdir(parents=True, exist_ok=True)
+    log_file = open(jsonl, "a", encoding="utf-8") if jsonl else None
+    stats, fps = WatchStats(), 0.0
+    try:
+        for frame in source:
+            tick = time.monotonic()
+            image = _crop(frame.image, roi)
+            scores = model.score_uint8(model.preprocess(image)[np.newaxis])
+            row = scores.rows()[0]
+            latency = (time.monotonic() - tick) * 1000
+            stats.frames += 1
+            stats.latencies_ms.append(latency)
+            anomalous = bool(scores.anomalous[0])
+            stats.anomalies += anomalous
+            fps = 1000 / max(latency, 1e-3) if stats.frames == 1 else 0.9 * fps + 0.1 * (1000 / max(latency, 1e-3))
+            record = {"frame": frame.index, "source": frame.name, "time": time.time(), **row,
+                      "latency_ms": round(latency, 2), "lag_ms": round((time.monotonic() - frame.captured) * 1000, 2)}
+            if log_file:
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+            if anomalous:
+                log(f"ANOMALY {frame.name}: score {row['score']:.4f} (threshold {model.threshold:.4f})")
+            if show or (anomalous and save_anomalies):
+                overlay = render_overlay(image, scores.outputs.residual[0, 0], row["score"], anomalous,
+                                         f"{fps:.1f} FPS")
+                if anomalous and save_anomalies:
+                    cv2.imwrite(str(save_anomalies / f"anomaly_{frame.index:07d}.png"), overlay)
+                if show:
+                    cv2.imshow(WINDOW, overlay)
+                    if cv2.waitKey(1) & 0xFF == ord("q"):
+                        break
+            if max_frames is not None and stats.frames >= max_frames:
+                break
+    except KeyboardInterrupt:
+        log("stopping (Ctrl-C)")
+    finally:
+        source.close()
+        if log_file:
+            log_file.close()
+        if show:
+            cv2.destroyAllWindows()
+    return stats.summary()
+
+
+def _crop(image: np.ndarray, roi):
+    if roi is None:
+        return image
+    x, y, w, h = roi
+    height, width = image.shape[:2]
+    if x + w > width or y + h > height:
+        raise UsageError(f"--roi {x},{y},{w},{h} lies outside the {width}x{height} frame")
+    return image[y:y + h, x:x + w]
