@@ -181,3 +181,20 @@ print(summary.images, 'torch' in sys.modules)
 """
     output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert output.stdout.split() == ["17", "False"]
+
+
+@pytest.mark.tensorrt
+def test_native_tensorrt_backend_matches_onnxruntime(tmp_path):
+    """Needs TensorRT, cuda-python and a GPU, plus a bundle exported there with --engine
+    (ADEGAN_ENGINE_BUNDLE); skips cleanly elsewhere."""
+    import os
+
+    from adegan.runtime.backends import tensorrt_available
+
+    if not tensorrt_available() or not os.environ.get("ADEGAN_ENGINE_BUNDLE"):
+        pytest.skip("needs TensorRT + cuda-python and ADEGAN_ENGINE_BUNDLE=<bundle with model.engine>")
+    bundle = Path(os.environ["ADEGAN_ENGINE_BUNDLE"])
+    images = np.random.default_rng(0).integers(0, 256, (9, 1, 32, 32), dtype=np.uint8)
+    native = BundleModel(bundle, backend="tensorrt").score_uint8(images).score
+    reference = BundleModel(bundle, backend="onnxruntime").score_uint8(images).score
+    assert np.abs(native - reference).max() < 1e-2
