@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from adegan.errors import AdeganError, UsageError as UsageErrorForCli
+from adegan.errors import AdeganError
 
 app = typer.Typer(
     help="adegan: train on photos of good parts only, then flag anything that does not look like them.",
@@ -309,11 +309,11 @@ def watch(
     try:
         from adegan.runtime.model import BundleModel
         from adegan.runtime.sources import open_source
-        from adegan.runtime.watch import display_problem, parse_roi, watch as run_watch
+        from adegan.runtime.watch import check_display, parse_roi, watch as run_watch
 
         region = parse_roi(roi)
-        if show and (problem := display_problem()):
-            raise UsageErrorForCli(f"--show: {problem}")
+        if show:
+            check_display()  # before a camera is opened
         bundle_model = BundleModel(model, backend.value, precision.value, threshold)
         source = open_source(camera, video, url, folder, gst)
         summary = run_watch(bundle_model, source, region, show, save_anomalies, jsonl, max_frames)

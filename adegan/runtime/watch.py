@@ -31,17 +31,16 @@ def parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
     return x, y, w, h
 
 
-def display_problem() -> str | None:
-    """Why a window cannot be shown here (checked before imshow, which aborts the whole process
-    in the GUI OpenCV wheel when there is no display), or None."""
+def check_display() -> None:
+    """Refuse --show where a window cannot open. Checked before any imshow, because the GUI
+    OpenCV wheel aborts the whole process (SIGABRT) on imshow when there is no display."""
     cv2 = require_cv2()
     gui = [line for line in cv2.getBuildInformation().splitlines() if line.strip().startswith("GUI:")]
     if gui and "NONE" in gui[0]:
-        return ("this OpenCV has no GUI support (opencv-python-headless); install the system OpenCV or "
-                "`pip install opencv-python` in place of the headless wheel, or drop --show")
+        raise UsageError("--show: this OpenCV has no GUI support (opencv-python-headless); install the system "
+                         "OpenCV or `pip install opencv-python` in place of the headless wheel, or drop --show")
     if os.name != "nt" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return "no display (DISPLAY is not set); drop --show, or use --save-anomalies / --jsonl"
-    return None
+        raise UsageError("--show: no display (DISPLAY is not set); drop --show, or use --save-anomalies / --jsonl")
 
 
 @dataclass
@@ -64,13 +63,13 @@ def watch(model: BundleModel, source, roi=None, show: bool = False, save_anomali
           jsonl: Path | None = None, max_frames: int | None = None, log=default_log) -> dict:
     """Score frames from `source` until it ends, `max_frames`, `q` in the window, or Ctrl-C."""
     cv2 = require_cv2()
-    if show and (problem := display_problem()):
-        raise UsageError(f"--show: {problem}")
-    if save_anomalies:
-        save_anomalies.mkdir(parents=True, exist_ok=True)
-    log_file = open(jsonl, "a", encoding="utf-8") if jsonl else None
-    stats, fps = WatchStats(), 0.0
+    log_file, stats, fps, window = None, WatchStats(), 0.0, False
     try:
+        if show:
+            check_display()
+        if save_anomalies:
+            save_anomalies.mkdir(parents=True, exist_ok=True)
+        log_file = open(jsonl, "a", encoding="utf-8") if jsonl else None
         for frame in source:
             tick = time.monotonic()
             image = _crop(frame.image, roi)
@@ -96,6 +95,7 @@ def watch(model: BundleModel, source, roi=None, show: bool = False, save_anomali
                     cv2.imwrite(str(save_anomalies / f"anomaly_{frame.index:07d}.png"), overlay)
                 if show:
                     cv2.imshow(WINDOW, overlay)
+                    window = True
                     if cv2.waitKey(1) & 0xFF == ord("q"):
                         break
             if max_frames is not None and stats.frames >= max_frames:
@@ -106,7 +106,7 @@ def watch(model: BundleModel, source, roi=None, show: bool = False, save_anomali
         source.close()
         if log_file:
             log_file.close()
-        if show:
+        if window:
             cv2.destroyAllWindows()
     return stats.summary()
 
