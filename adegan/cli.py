@@ -69,6 +69,7 @@ def train(
     score_mode: ScoreMode = typer.Option(ScoreMode.cdf, help="Reading of Eq. 9: one-sided CDF or two-sided."),
     pattern_input: PatternInput = typer.Option(PatternInput.softmax, help="What G gets from E in L_recon."),
     ip_loss: bool = typer.Option(True, "--ip-loss/--no-ip-loss", help="Use L_ip (different-pattern interpolation)."),
+    noise_loss_weight: float = typer.Option(1.0, help="Weight of MSE(z_n_hat, z_n) inside L_sl (SPEC: 1)."),
     interpolation: bool = typer.Option(True, "--interpolation/--no-interpolation",
                                        help="Same-pattern interpolation for G."),
     max_train_images: Optional[int] = typer.Option(None, help="Subsample the training normals (CPU budgets)."),
@@ -93,7 +94,7 @@ def train(
             source=source, anomaly_class=anomaly_class, dataset_path=dataset_path, seed=seed, epochs=epochs or 15,
             batch_size=batch_size, calibration_fraction=calibration_fraction, target_fpr=target_fpr,
             use_ip_loss=ip_loss, same_pattern_interpolation=interpolation,
-            pattern_input=pattern_input.value, score_mode=score_mode.value,
+            pattern_input=pattern_input.value, score_mode=score_mode.value, noise_loss_weight=noise_loss_weight,
             max_train_images=max_train_images, device=device,
         )
         model_config = None

@@ -23,6 +23,11 @@ from adegan.training.evaluate import evaluate_run
 from adegan.training.trainer import train
 
 
+def _parse(option: str) -> tuple[str, object]:
+    key, _, value = option.partition("=")
+    return key, json.loads(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", type=int, nargs="+", default=[0, 1, 8])
@@ -32,14 +37,20 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--runs", type=Path, default=Path("runs/bench-fmnist"))
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/fashion_mnist_cpu.json"))
+    parser.add_argument("--train-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a TrainConfig field, value as JSON (e.g. noise_loss_weight=100)")
+    parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a ModelConfig field, value as JSON (e.g. noise_std=1.0)")
     args = parser.parse_args()
+    train_options = dict(_parse(o) for o in args.train_option)
+    model_options = dict(_parse(o) for o in args.model_option)
 
     rows = []
     for anomaly_class in args.classes:
         run_dir = args.runs / f"class{anomaly_class}"
-        model_config = ModelConfig(channels=1, width=args.width)
+        model_config = ModelConfig(channels=1, width=args.width, **model_options)
         train_config = TrainConfig(source="fashion-mnist", anomaly_class=anomaly_class, seed=args.seed,
-                                   epochs=args.epochs, max_train_images=args.max_train_images)
+                                   epochs=args.epochs, max_train_images=args.max_train_images, **train_options)
         start = time.perf_counter()
         result = train(model_config, train_config, run_dir, force=True, progress=False)
         train_seconds = time.perf_counter() - start
@@ -52,7 +63,9 @@ def main() -> None:
     summary = {
         "command": "python benchmarks/fashion_mnist_cpu.py " + " ".join(
             [f"--classes {' '.join(map(str, args.classes))}", f"--epochs {args.epochs}",
-             f"--max-train-images {args.max_train_images}", f"--seed {args.seed}", f"--width {args.width}"]),
+             f"--max-train-images {args.max_train_images}", f"--seed {args.seed}", f"--width {args.width}"]
+            + [f"--train-option {o}" for o in args.train_option] + [f"--model-option {o}" for o in args.model_option]
+            + [f"--runs {args.runs}", f"--results {args.results}"]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, {platform.python_version()}",
         "mean_auc": aucs,

@@ -88,6 +88,7 @@ class TrainConfig:
     interpolation_fraction: float = 0.5  # share of each generated batch that is interpolated
     interpolation_draws: int = 3  # t >= 2 draws per same-pattern interpolation
     pattern_input: str = "softmax"  # what G receives from E in L_recon: softmax or hard one-hot
+    noise_loss_weight: float = 1.0  # weight of MSE(z_n_hat, z_n) inside L_sl (SPEC: 1)
     score_mode: str = "cdf"
     max_train_images: int | None = None  # subsample the training normals (CPU budgets)
     device: str = "auto"

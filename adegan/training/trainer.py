@@ -161,7 +161,8 @@ class Trainer:
         fake, interpolated = generated[:batch], generated[batch:]
         # E sees [generated ; interpolated (detached: L_ip penalizes E only) ; real] as one batch.
         logits, z_n_hat = E(torch.cat([fake, interpolated.detach(), real]))
-        sl_loss = losses.self_supervised_loss(logits[:batch], z_n_hat[:batch], index, z_n)
+        sl_loss = losses.self_supervised_loss(logits[:batch], z_n_hat[:batch], index, z_n,
+                                              self.train_config.noise_loss_weight)
         ip_loss = losses.interpolation_loss(logits[batch:-batch]) if use_ip else real.new_zeros(())
         code = losses.pattern_code(logits[-batch:], self.train_config.pattern_input)
         recon_loss = losses.reconstruction_loss(real, G(z_n_hat[-batch:], code))
