@@ -281,7 +281,7 @@ def score(
 
   adegan watch --camera 0 --model bundle --show
 
-  adegan watch --url rtsp://10.0.0.5/stream --model bundle --roi 100,50,320,240 --save-anomalies flagged/
+  adegan watch --url rtsp://camera.local/stream --model bundle --roi 100,50,320,240 --save-anomalies flagged/
 
   adegan watch --gst "nvarguscamerasrc ! video/x-raw(memory:NVMM),width=1280,height=720 ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1" --model bundle
 
@@ -352,7 +352,12 @@ def calibrate(
     typer.echo(f"previous manifest kept as {Path(bundle) / PREVIOUS_NAME}")
 
 
-@app.command()
+@app.command(epilog="""Examples:
+
+  adegan info runs/quickstart/bundle
+
+  adegan info runs/quickstart/bundle --json
+""")
 def info(
     bundle: Path = typer.Argument(..., help="A bundle folder written by `adegan export`."),
     json_output: bool = typer.Option(False, "--json", help="Print the whole manifest as JSON."),
@@ -385,7 +390,12 @@ def info(
         typer.echo(f"no TensorRT engine; build one on the device: {engine.get('trtexec')}")
 
 
-@app.command()
+@app.command(epilog="""Examples:
+
+  adegan bench runs/quickstart/bundle
+
+  adegan bench runs/quickstart/bundle -b 1 -b 64 --seconds 5 --json
+""")
 def bench(
     bundle: Path = typer.Argument(..., help="A bundle folder written by `adegan export`."),
     batch_sizes: list[int] = typer.Option([1, 8, 32], "--batch-size", "-b", help="Batch sizes (repeat the option)."),
