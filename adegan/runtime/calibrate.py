@@ -19,7 +19,7 @@ from adegan.errors import UsageError
 from adegan.runtime.batch import expand_inputs
 from adegan.runtime.bundle import MANIFEST_NAME
 from adegan.runtime.files import atomic_write_text
-from adegan.runtime.images import ImageDecodeError, read_image
+from adegan.runtime.images import ImageDecodeError, read_image, to_float
 from adegan.runtime.model import BundleModel
 from adegan.runtime.score import calibrate
 
@@ -43,7 +43,7 @@ def calibrate_bundle(bundle: Path, good: list[str], target_fpr: float | None = N
         raise UsageError(f"{' '.join(good)}: {len(uint8)} readable good image(s); calibration needs at least {MIN_IMAGES}")
     errors, probs = [], []
     for start in range(0, len(uint8), batch_size):
-        outputs = model.backend.infer(np.stack(uint8[start:start + batch_size]).astype(np.float32) / np.float32(255))
+        outputs = model.backend.infer(to_float(np.stack(uint8[start:start + batch_size])))
         errors.append(outputs.recon_error)
         probs.append(outputs.pattern_probs)
     old = dict(model.manifest["score"])
