@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
+
+from benchmark_results import save_results
 
 from adegan.export.onnx import onnx_fp32_to_fp16, torch2onnx
 from adegan.training.config import ModelConfig
@@ -67,17 +66,9 @@ def main() -> None:
         for name, run in paths.items():
             rows.append({"path": name, "batch": batch, "images_per_second": round(images_per_second(run, images), 1)})
             print(json.dumps(rows[-1]), flush=True)
-    result = {
-        "command": f"python benchmarks/export_speed.py --batches {' '.join(map(str, args.batches))} "
-                   f"--image-size {args.image_size} --channels {args.channels}",
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
-                   f"({torch.get_num_threads()} threads), onnxruntime {ort.__version__}",
-        "file_bytes": {name: (folder / name).stat().st_size for name in sessions},
-        "results": rows,
-    }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2) + "\n")
+    save_results(args.results, args,
+                 {"file_bytes": {name: (folder / name).stat().st_size for name in sessions}, "results": rows},
+                 f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {ort.__version__}")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+
+from benchmark_results import save_results
 
 from adegan.training.config import ModelConfig, TrainConfig
 from adegan.training.evaluate import evaluate_run
@@ -60,19 +60,7 @@ def main() -> None:
         print(json.dumps({"class": anomaly_class, "auc": metrics["auc"]}), flush=True)
 
     aucs = {key: sum(r["auc"][key] for r in rows) / len(rows) for key in rows[0]["auc"]}
-    summary = {
-        "command": "python benchmarks/fashion_mnist_cpu.py " + " ".join(
-            [f"--classes {' '.join(map(str, args.classes))}", f"--epochs {args.epochs}",
-             f"--max-train-images {args.max_train_images}", f"--seed {args.seed}", f"--width {args.width}"]
-            + [f"--train-option {o}" for o in args.train_option] + [f"--model-option {o}" for o in args.model_option]
-            + [f"--runs {args.runs}", f"--results {args.results}"]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, {platform.python_version()}",
-        "mean_auc": aucs,
-        "runs": rows,
-    }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(summary, indent=2) + "\n")
+    save_results(args.results, args, {"mean_auc": aucs, "runs": rows})
     print(json.dumps({"mean_auc": aucs}, indent=2))
 
 

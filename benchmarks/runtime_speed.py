@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
 import numpy as np
+from benchmark_results import save_results
 
 
 def make_bundle(work: Path) -> Path:
@@ -133,12 +131,7 @@ def main() -> None:
         "watch_640x480_batch1": watch_latency(bundle, work),
     }
     print(json.dumps(rows, indent=2))
-    result = {"command": f"python benchmarks/runtime_speed.py --images {args.images}",
-              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
-              "results": rows}
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2) + "\n")
+    save_results(args.results, args, {"results": rows})
 
 
 if __name__ == "__main__":

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from benchmark_results import save_results
 
 from adegan.training.config import ModelConfig, TrainConfig
 from adegan.training.data import DataSplit
@@ -57,16 +56,8 @@ def main() -> None:
             for size in args.sizes for channels in (1, 3)]
     for row in rows:
         print(json.dumps(row), flush=True)
-    result = {
-        "command": f"python benchmarks/training_speed.py --steps {args.steps} --batch-size {args.batch_size} "
-                   f"--sizes {' '.join(map(str, args.sizes))} --device {args.device}",
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} torch threads",
-        "results": rows,
-    }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2) + "\n")
+    save_results(args.results, args, {"results": rows},
+                 f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
 
 
 if __name__ == "__main__":

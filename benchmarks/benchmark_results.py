@@ -1,0 +1,25 @@
+"""One way for every benchmark script to record its results: the exact command as typed, the
+arguments in effect (defaults included), the date and the machine, then the payload."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def save_results(path: Path, args, payload: dict, machine_detail: str = "") -> None:
+    result = {
+        "command": shlex.join(["python", *sys.argv]),
+        "arguments": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+                   + (f", {machine_detail}" if machine_detail else ""),
+        **payload,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
