@@ -74,3 +74,16 @@ def test_unknown_dataset_and_class():
 def test_missing_dataset_file_says_where_it_looked(tmp_path):
     with pytest.raises(UsageError, match="mnist data not found at .*--dataset-path"):
         load_benchmark("mnist", 0, 0, 32, dataset_path=str(tmp_path / "nope.npz"))
+
+
+def test_benchmark_converts_only_the_parts_asked_for(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "mnist.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (200, 28, 28), dtype=np.uint8), y_train=np.arange(200) % 10,
+             x_test=rng.integers(0, 256, (50, 28, 28), dtype=np.uint8), y_test=np.arange(50) % 10)
+    full = load_benchmark("mnist", 3, 0, 32, dataset_path=str(path))
+    test_only = load_benchmark("mnist", 3, 0, 32, dataset_path=str(path), parts=("test",))
+    assert full.train.shape == (162, 1, 32, 32) and len(full.calibration) == 18  # 225 normals: 45 test, 18 calibration
+    assert test_only.train.shape == (0, 1, 32, 32) and len(test_only.calibration) == 0
+    assert np.array_equal(test_only.test, full.test) and np.array_equal(test_only.test_labels, full.test_labels)
+    assert test_only.info == full.info

@@ -139,6 +139,8 @@ def _load_cifar_jpegs(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _to_model(images: np.ndarray, size: int, channels: int) -> np.ndarray:
+    if len(images) == 0:
+        return np.zeros((0, channels, size, size), dtype=np.uint8)
     if images.ndim == 3:
         return gray_to_model_uint8(images, size, channels)
     return np.stack([to_model_uint8(image, size, channels) for image in images])
@@ -148,8 +150,13 @@ def load_benchmark(
     name: str, anomaly_class: int | None, seed: int, image_size: int,
     calibration_fraction: float = 0.1, dataset_path: str | None = None,
     max_train_images: int | None = None, channels: int | None = None,
+    parts: tuple[str, ...] = ("train", "calibration", "test"),
 ) -> DataSplit:
-    """SPEC §4 split of a benchmark dataset at the model size."""
+    """SPEC §4 split of a benchmark dataset at the model size.
+
+    Only the `parts` asked for are converted (training needs no test images, evaluation no
+    training images); the others come back empty. The split and `info` are the same either way.
+    """
     if name not in DATASETS:
         raise UsageError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)} or give a folder")
     if anomaly_class is None or not 0 <= anomaly_class <= 9:
@@ -163,10 +170,13 @@ def load_benchmark(
         train_index = np.sort(rng.choice(train_index, max_train_images, replace=False))
     test_index = np.concatenate([split["test_normal"], split["test_anomalous"]])
     test_labels = np.concatenate([np.zeros(len(split["test_normal"])), np.ones(len(split["test_anomalous"]))])
+    def convert(part: str, index: np.ndarray) -> np.ndarray:
+        return _to_model(images[index if part in parts else index[:0]], image_size, channels)
+
     return DataSplit(
-        train=_to_model(images[train_index], image_size, channels),
-        calibration=_to_model(images[split["calibration"]], image_size, channels),
-        test=_to_model(images[test_index], image_size, channels),
+        train=convert("train", train_index),
+        calibration=convert("calibration", split["calibration"]),
+        test=convert("test", test_index),
         test_labels=test_labels.astype(np.int64),
         channels=channels,
         info={
@@ -254,6 +264,7 @@ def load_source(config, image_size: int, channels: int, log=print) -> DataSplit:
         return load_benchmark(
             config.source, config.anomaly_class, config.seed, image_size,
             config.calibration_fraction, config.dataset_path, config.max_train_images, channels,
+            parts=("train", "calibration"),
         )
     if config.anomaly_class is not None:
         raise UsageError("--anomaly-class applies to benchmark datasets only, not to a folder")

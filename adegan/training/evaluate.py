@@ -50,7 +50,7 @@ def load_test_set(model_config: ModelConfig, train_config: TrainConfig, test_sou
             )
         data = load_benchmark(train_config.source, train_config.anomaly_class, train_config.seed,
                               model_config.image_size, train_config.calibration_fraction,
-                              train_config.dataset_path, channels=model_config.channels)
+                              train_config.dataset_path, channels=model_config.channels, parts=("test",))
         names = [f"{train_config.source}[{i}]" for i in range(len(data.test))]
         info = data.info
         return data.test, data.test_labels, names, f"{info['dataset']}, anomaly class {info['anomaly_class']} ({info['anomaly_name']})"
