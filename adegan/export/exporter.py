@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 
 from adegan import __version__
 from adegan.console import log as default_log
@@ -105,7 +104,7 @@ def export_run(run_dir: Path, options: ExportOptions, log=default_log) -> Export
     if sample is None or len(sample) == 0:
         raise UsageError(f"{run_dir}: the checkpoint holds no calibration images for the parity check; "
                          f"retrain it with adegan {__version__}")
-    images = sample[:PARITY_IMAGES].numpy().astype(np.float32) / np.float32(255.0)
+    images = sample[:PARITY_IMAGES].numpy()  # uint8, as the runtime reads them
     manifest = build_manifest(run_dir, state, model_config, train_config, calibration, options)
 
     staging = make_staging_dir(out)

@@ -12,6 +12,7 @@ import numpy as np
 
 from adegan.errors import AdeganError, MissingDependencyError
 from adegan.export.onnx import INPUT_NAME, OUTPUT_NAMES
+from adegan.runtime.images import to_float
 from adegan.runtime.score import Calibration, abnormality_score
 
 FP32_RELATIVE_TOLERANCE = 1e-4
@@ -37,18 +38,6 @@ def onnx_outputs(path: Path, images: np.ndarray, batch_size: int = 64) -> tuple[
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(len(OUTPUT_NAMES)))
 
 
-def torch_outputs(detector, images: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, ...]:
-    import torch
-
-    device = next(detector.parameters()).device
-    parts = []
-    with torch.no_grad():
-        for i in range(0, len(images), batch_size):
-            batch = torch.from_numpy(images[i:i + batch_size]).to(device)
-            parts.append([t.cpu().numpy() for t in detector.eval()(batch)])
-    return tuple(np.concatenate([p[k] for p in parts]) for k in range(len(OUTPUT_NAMES)))
-
-
 def compare(reference: tuple, candidate: tuple, calibration: Calibration) -> dict:
     """Max abs difference per output and of the score; relative difference of recon_error;
     and how many images change verdict (score above / below the threshold)."""
@@ -64,9 +53,13 @@ def compare(reference: tuple, candidate: tuple, calibration: Calibration) -> dic
     return result
 
 
-def check_parity(detector, bundle: Path, images: np.ndarray, calibration: Calibration, fp16: bool) -> dict:
+def check_parity(detector, bundle: Path, images_uint8: np.ndarray, calibration: Calibration, fp16: bool) -> dict:
     """{"fp32_vs_torch": {...}, "fp16_vs_fp32": {...}}; raises if fp32 parity fails."""
-    reference = torch_outputs(detector, images)
+    from adegan.training.trainer import detector_outputs
+
+    device = next(detector.parameters()).device
+    reference = detector_outputs(detector, images_uint8, device, batch_size=64, with_residual=True)
+    images = to_float(images_uint8)
     fp32 = onnx_outputs(bundle / "model.onnx", images)
     report = {"fp32_vs_torch": compare(reference, fp32, calibration)}
     worst = report["fp32_vs_torch"]["max_rel_recon_error"]

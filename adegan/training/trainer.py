@@ -50,16 +50,18 @@ def resolve_device(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def detector_outputs(detector: Detector, images_uint8: np.ndarray, device, batch_size: int = 256):
-    """Run the detector (eval mode) over uint8 images: recon_error (N,), pattern_probs (N, K)."""
+def detector_outputs(detector: Detector, images_uint8: np.ndarray, device, batch_size: int = 256,
+                     with_residual: bool = False) -> tuple[np.ndarray, ...]:
+    """Run the detector (eval mode) over uint8 images: recon_error (N,), pattern_probs (N, K),
+    and with `with_residual` also residual (N, 1, H, W) (left out by default: it is large)."""
     detector.eval()
-    errors, probs = [], []
+    keep = 3 if with_residual else 2
+    parts: list[list[np.ndarray]] = [[] for _ in range(keep)]
     for start in range(0, len(images_uint8), batch_size):
         batch = torch.from_numpy(images_uint8[start:start + batch_size]).to(device).float() / 255.0
-        recon_error, pattern_probs, _ = detector(batch)
-        errors.append(recon_error.cpu().numpy())
-        probs.append(pattern_probs.cpu().numpy())
-    return np.concatenate(errors), np.concatenate(probs)
+        for part, output in zip(parts, detector(batch)):
+            part.append(output.cpu().numpy())
+    return tuple(np.concatenate(part) for part in parts)
 
 
 @dataclass
