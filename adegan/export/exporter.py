@@ -7,7 +7,7 @@ when complete, so an interrupted export never leaves a half-written bundle that 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -47,7 +47,11 @@ class ExportResult:
     manifest: dict
     engine_note: str | None = None
     triton_dir: Path | None = None
-    files: dict = field(default_factory=dict)
+
+    @property
+    def files(self) -> dict[str, int]:
+        """Bundle file name -> size in bytes, from the manifest."""
+        return {name: entry["bytes"] for name, entry in self.manifest["files"].items()}
 
 
 def _check_target(out: Path, force: bool) -> None:
@@ -134,7 +138,7 @@ def export_run(run_dir: Path, options: ExportOptions, log=default_log) -> Export
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    result = ExportResult(out, manifest, engine_note, files={n: e["bytes"] for n, e in manifest["files"].items()})
+    result = ExportResult(out, manifest, engine_note)
     if options.triton:
         from adegan.export.triton import write_triton_repository
 
