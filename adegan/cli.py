@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from adegan.errors import AdeganError
+from adegan.errors import AdeganError, UsageError
 
 app = typer.Typer(
     help="adegan: train on photos of good parts only, then flag anything that does not look like them.",
@@ -28,6 +28,11 @@ app = typer.Typer(
 class ScoreMode(str, Enum):
     cdf = "cdf"
     two_sided = "two-sided"
+
+
+class Method(str, Enum):
+    adegan = "adegan"
+    autoencoder = "autoencoder"
 
 
 class PatternInput(str, Enum):
@@ -72,6 +77,8 @@ def train(
     noise_loss_weight: float = typer.Option(1.0, help="Weight of MSE(z_n_hat, z_n) inside L_sl (SPEC: 1)."),
     interpolation: bool = typer.Option(True, "--interpolation/--no-interpolation",
                                        help="Same-pattern interpolation for G."),
+    method: Method = typer.Option(Method.adegan, help="adegan, or autoencoder: the baseline (same E and G "
+                                  "trained on reconstruction only, no patterns)."),
     max_train_images: Optional[int] = typer.Option(None, help="Subsample the training normals (CPU budgets)."),
     dataset_path: Optional[str] = typer.Option(None, help="Benchmarks: path to the dataset file or folder."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, or cuda[:N]."),
@@ -95,7 +102,7 @@ def train(
             batch_size=batch_size, calibration_fraction=calibration_fraction, target_fpr=target_fpr,
             use_ip_loss=ip_loss, same_pattern_interpolation=interpolation,
             pattern_input=pattern_input.value, score_mode=score_mode.value, noise_loss_weight=noise_loss_weight,
-            max_train_images=max_train_images, device=device,
+            method=method.value, max_train_images=max_train_images, device=device,
         )
         model_config = None
         if not resume:
@@ -128,6 +135,8 @@ def train(
 
   adegan evaluate runs/demo samples/fashion-mnist/test --json
 
+  adegan evaluate runs/f0 --report report.html
+
 A test folder holds normal images in good/ (or normal/, ok/) and anomalies in any other subfolder.
 """)
 def evaluate(
@@ -137,6 +146,8 @@ def evaluate(
     batch_size: int = typer.Option(256, help="Images per forward pass."),
     device: str = typer.Option("auto", help="auto, cpu, or cuda[:N]."),
     convert_channels: bool = typer.Option(False, help="Convert test images to the model's channels (gray/colour)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report here "
+                                          "(ROC, histograms, learned patterns, worst cases)."),
     json_output: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
 ):
     """ROC AUC of the combined, reconstruction-only and pattern-only scores, with plots."""
@@ -146,7 +157,9 @@ def evaluate(
         require_torch()
         from adegan.training.evaluate import evaluate_run
 
-        metrics = evaluate_run(run_dir, test_source, out, device, batch_size, convert_channels)
+        if report is not None and report.suffix.lower() not in (".html", ".htm"):
+            raise UsageError(f"--report {report}: the report is an HTML file; give a name ending in .html")
+        metrics = evaluate_run(run_dir, test_source, out, device, batch_size, convert_channels, report=report)
     except AdeganError as error:
         _fail(error)
     if json_output:
@@ -161,6 +174,8 @@ def evaluate(
     typer.echo(f"at threshold {metrics['threshold']:.4f}: {at['true_positive_rate']:.1%} of anomalies flagged, "
                f"{at['false_positive_rate']:.1%} of normals flagged")
     typer.echo(f"wrote {metrics['outputs']}/metrics.json, scores.csv, roc.png, score_histogram.png")
+    if "report" in metrics:
+        typer.echo(f"wrote {metrics['report']}")
 
 
 @app.command(epilog="""Examples:

@@ -30,6 +30,11 @@ def test_train_then_evaluate_a_folder(synthetic_data, tmp_path):
     result = invoke("evaluate", run_dir, synthetic_data["test"], "--json")
     metrics = json.loads(result.stdout)
     assert set(metrics["auc"]) >= {"combined", "reconstruction", "pattern"}
+    result = invoke("evaluate", run_dir, synthetic_data["test"], "--report", tmp_path / "report.html")
+    assert result.exit_code == 0 and f"wrote {tmp_path / 'report.html'}" in result.stdout, result.output
+    assert (tmp_path / "report.html").read_text().startswith("<!DOCTYPE html>")
+    result = invoke("evaluate", run_dir, synthetic_data["test"], "--report", tmp_path / "report.pdf")
+    assert result.exit_code == 2 and "give a name ending in .html" in result.output
 
     again = invoke("train", synthetic_data["train"], "--out", run_dir, "--preset", "tiny", "--epochs", "2")
     assert again.exit_code == 2 and "already holds a run" in again.output and "--resume" in again.output

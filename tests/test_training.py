@@ -11,6 +11,7 @@ from adegan.errors import UsageError  # noqa: E402
 from adegan.training.checkpoint import load_checkpoint  # noqa: E402
 from adegan.training.config import ModelConfig, TrainConfig  # noqa: E402
 from adegan.training.evaluate import evaluate_run  # noqa: E402
+from adegan.training.model import build_networks  # noqa: E402
 from adegan.training.trainer import TrainingInterrupted, Trainer, train  # noqa: E402
 
 TINY = ModelConfig.preset("tiny", n_patterns=4)
@@ -37,6 +38,32 @@ def test_tiny_run_separates_easy_anomalies(trained_run, synthetic_data):
         assert (run_dir / "evaluation" / name).stat().st_size > 0
     assert len(list((run_dir / "samples").glob("epoch_*.png"))) == 8
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 8
+
+
+def test_report_is_self_contained_and_shows_the_worst_cases(trained_run, synthetic_data, tmp_path):
+    import base64
+    import csv
+    import re
+
+    run_dir, _ = trained_run
+    metrics = evaluate_run(run_dir, str(synthetic_data["test"]), out_dir=tmp_path, log=lambda m: None,
+                           report=tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text()
+    for section in ("ROC curves", "Score distributions", "Learned patterns", "Worst false positives",
+                    "Worst false negatives", f"{metrics['auc']['combined']:.4f}"):
+        assert section in page, section
+    sources = re.findall(r'src="([^"]*)"', page)
+    # ROC + 3 histograms + the pattern grid + 8 false positives and 8 false negatives x 3 tiles
+    assert len(sources) == 1 + 3 + 1 + 2 * 8 * 3
+    assert all(s.startswith("data:image/png;base64,") for s in sources)  # nothing external
+    assert all(base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n" for s in sources)
+    assert "http" not in page and "<script" not in page
+    rows = list(csv.DictReader((tmp_path / "scores.csv").open()))
+    normals = sorted((r for r in rows if r["label"] == "0"), key=lambda r: -float(r["score"]))
+    anomalies = sorted((r for r in rows if r["label"] == "1"), key=lambda r: float(r["score"]))
+    false_positives, false_negatives = page.split("Worst false negatives")
+    assert normals[0]["image"] in false_positives and normals[0]["image"] not in false_negatives
+    assert anomalies[0]["image"] in false_negatives
 
 
 def test_checkpoint_round_trip_with_weights_only(trained_run):
@@ -125,3 +152,27 @@ def test_channel_mismatch_on_evaluate_is_refused(trained_run, tmp_path):
     metrics = evaluate_run(run_dir, str(tmp_path / "test"), out_dir=tmp_path / "eval", convert_channels=True,
                            plots=False, log=lambda m: None)
     assert metrics["n_normal"] == 5
+
+
+def test_autoencoder_baseline_trains_on_reconstruction_only(synthetic_data, tmp_path):
+    run_dir = tmp_path / "ae"
+    config = config_for(synthetic_data["train"], epochs=3, method="autoencoder")
+    train(TINY, config, run_dir, progress=False, log=lambda m: None)
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    torch.manual_seed(0)  # the trainer's seed: the discriminator keeps its initial weights
+    _, initial_discriminator, _ = build_networks(TINY)
+    for name, value in initial_discriminator.state_dict().items():
+        assert torch.equal(state["discriminator"][name], value), name
+    record = [line for line in (run_dir / "metrics.jsonl").read_text().splitlines()][-1]
+    assert '"loss_recon"' in record and '"loss_sl"' not in record and '"loss_d"' not in record
+    metrics = evaluate_run(run_dir, str(synthetic_data["test"]), log=lambda m: None)
+    # The pattern output is constant (pattern 0, probability 1), so the combined score is a
+    # monotone function of the reconstruction error: the same ranking, the same AUC.
+    assert metrics["mean_pattern_confidence"] == {"normal": 1.0, "anomalous": 1.0}
+    assert metrics["auc"]["combined"] == pytest.approx(metrics["auc"]["reconstruction"], abs=1e-12)
+    assert metrics["auc"]["reconstruction"] > 0.9
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(UsageError, match="method must be one of"):
+        TrainConfig(source="x", method="vae")

@@ -13,6 +13,7 @@ from adegan.runtime.score import SCORE_MODES
 
 IMAGE_SIZES = (32, 64, 128, 256)
 PATTERN_INPUTS = ("softmax", "hard")
+METHODS = ("adegan", "autoencoder")
 
 
 def _from_dict(cls, data: dict, what: str):
@@ -90,6 +91,9 @@ class TrainConfig:
     pattern_input: str = "softmax"  # what G receives from E in L_recon: softmax or hard one-hot
     noise_loss_weight: float = 1.0  # weight of MSE(z_n_hat, z_n) inside L_sl (SPEC: 1)
     score_mode: str = "cdf"
+    # "autoencoder": the baseline of the benchmarks. The same E and G trained as a plain
+    # autoencoder on L_recon only (no discriminator, no pattern head, no L_sl, no L_ip).
+    method: str = "adegan"
     max_train_images: int | None = None  # subsample the training normals (CPU budgets)
     device: str = "auto"
 
@@ -106,6 +110,8 @@ class TrainConfig:
             raise UsageError(f"target FPR must be in (0, 1), got {self.target_fpr}")
         if self.pattern_input not in PATTERN_INPUTS:
             raise UsageError(f"pattern_input must be one of {PATTERN_INPUTS}, got {self.pattern_input!r}")
+        if self.method not in METHODS:
+            raise UsageError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.score_mode not in SCORE_MODES:
             raise UsageError(f"score mode must be one of {SCORE_MODES}, got {self.score_mode!r}")
         if self.interpolation_draws < 2:

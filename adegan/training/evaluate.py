@@ -35,7 +35,7 @@ def load_detector(run_dir: Path, device: str = "auto"):
     generator, extractor = Generator(model_config), Extractor(model_config)
     generator.load_state_dict(state["generator"])
     extractor.load_state_dict(state["extractor"])
-    detector = Detector(generator, extractor).to(resolve_device(device)).eval()
+    detector = Detector(generator, extractor, train_config.method == "autoencoder").to(resolve_device(device)).eval()
     return detector, model_config, train_config, Calibration.from_dict(state["calibration"]), state
 
 
@@ -111,9 +111,10 @@ def _scores_csv(names, labels, scores, recon_error, pattern_probs) -> str:
 
 def evaluate_run(run_dir: Path, test_source: str | None = None, out_dir: Path | None = None,
                  device: str = "auto", batch_size: int = 256, convert_channels: bool = False,
-                 plots: bool = True, log=default_log) -> dict:
+                 plots: bool = True, log=default_log, report: Path | None = None) -> dict:
     """Evaluate `run_dir` on its benchmark split or a labelled test folder; writes
-    metrics.json, scores.csv, roc.png and score_histogram.png under `out_dir`."""
+    metrics.json, scores.csv, roc.png and score_histogram.png under `out_dir`, and with `report`
+    a self-contained HTML report there."""
     run_dir = Path(run_dir)
     detector, model_config, train_config, calibration, state = load_detector(run_dir, device)
     images, labels, names, description = load_test_set(model_config, train_config, test_source,
@@ -134,5 +135,10 @@ def evaluate_run(run_dir: Path, test_source: str | None = None, out_dir: Path | 
         plot_roc(out_dir / "roc.png", curves, f"ROC: {description}")
         plot_histogram(out_dir / "score_histogram.png", scores["combined"], labels, calibration.threshold,
                        f"scores: {description}")
+    if report is not None:
+        from adegan.training.report import EvaluationData, write_report
+
+        data = EvaluationData(metrics, images, labels, names, scores, pattern_probs, description)
+        metrics["report"] = str(write_report(report, detector, model_config, train_config, data))
     metrics["outputs"] = str(out_dir)
     return metrics

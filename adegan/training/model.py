@@ -122,17 +122,23 @@ class Detector(nn.Module):
     residual (N, 1, H, W)    per-pixel |x - x_hat|, averaged over channels (for heat-maps)
 
     Evaluation and export both use this module, so they compute the same thing.
+    With `fixed_pattern` (the autoencoder baseline) the pattern head is ignored and every image
+    gets pattern 0 with probability 1, so the abnormality score ranks by reconstruction alone.
     """
 
-    def __init__(self, generator: Generator, extractor: Extractor):
+    def __init__(self, generator: Generator, extractor: Extractor, fixed_pattern: bool = False):
         super().__init__()
         self.generator = generator
         self.extractor = extractor
+        self.fixed_pattern = fixed_pattern
 
     def reconstruct(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[0, 1] images -> (reconstruction in [0, 1], pattern_probs)."""
         logits, z_n_hat = self.extractor(images * 2.0 - 1.0)
-        pattern_probs = F.softmax(logits, dim=1)
+        if self.fixed_pattern:
+            pattern_probs = fixed_pattern_code(logits)
+        else:
+            pattern_probs = F.softmax(logits, dim=1)
         reconstruction = (self.generator(z_n_hat, pattern_probs) + 1.0) * 0.5
         return reconstruction, pattern_probs
 
@@ -142,6 +148,25 @@ class Detector(nn.Module):
         recon_error = (difference * difference).mean(dim=(1, 2, 3))
         residual = difference.abs().mean(dim=1, keepdim=True)
         return recon_error, pattern_probs, residual
+
+
+@torch.no_grad()
+def pattern_grid(generator: Generator, noise: torch.Tensor, n_patterns: int) -> torch.Tensor:
+    """G's learned patterns (the paper's Fig. 4) in [0, 1]: row k is pattern k, column j uses
+    noise row j, so (n_patterns * len(noise), C, H, W). Runs G in eval mode, then restores it."""
+    was_training = generator.training
+    generator.eval()
+    columns = noise.shape[0]
+    z_n = noise.repeat(n_patterns, 1)  # (K*columns, d)
+    index = torch.arange(n_patterns, device=noise.device).repeat_interleave(columns)
+    images = (generator(z_n, F.one_hot(index, n_patterns).float()) + 1.0) * 0.5
+    generator.train(was_training)
+    return images
+
+
+def fixed_pattern_code(logits: torch.Tensor) -> torch.Tensor:
+    """One-hot pattern 0 for every row, shaped like `logits` (the autoencoder's constant z_c)."""
+    return F.pad(torch.ones_like(logits[:, :1]), (0, logits.shape[1] - 1))  # (N, K)
 
 
 def build_networks(config: ModelConfig) -> tuple[Generator, Discriminator, Extractor]:

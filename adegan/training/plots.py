@@ -1,4 +1,5 @@
-"""Pictures: sample grids (OpenCV), ROC curves and score histograms (matplotlib, Agg)."""
+"""Pictures: sample grids (OpenCV), ROC curves and score histograms (matplotlib, Agg), as PNG
+files or as PNG bytes (for the HTML report)."""
 
 from __future__ import annotations
 
@@ -22,16 +23,22 @@ def image_grid(images: np.ndarray, rows: int, pad: int = 2) -> np.ndarray:
     return (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
 
 
-def save_image_grid(path: Path, images: np.ndarray, rows: int, scale: int = 2) -> None:
+def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
+    """An HxW or HxWx3 (RGB) uint8 image as PNG bytes, enlarged `scale` times (nearest)."""
     cv2 = require_cv2()
-    grid = image_grid(images, rows)
-    if grid.shape[2] == 3:
-        grid = cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)
-    grid = cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    ok, encoded = cv2.imencode(".png", grid)
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if scale != 1:
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    ok, encoded = cv2.imencode(".png", image)
     if not ok:
-        raise RuntimeError(f"could not encode {path}")
-    atomic_write_bytes(Path(path), lambda file: file.write(encoded.tobytes()))
+        raise RuntimeError("could not encode a PNG")
+    return encoded.tobytes()
+
+
+def save_image_grid(path: Path, images: np.ndarray, rows: int, scale: int = 2) -> None:
+    data = png_bytes(image_grid(images, rows), scale)
+    atomic_write_bytes(Path(path), lambda file: file.write(data))
 
 
 def _pyplot():
@@ -43,15 +50,26 @@ def _pyplot():
     return plt
 
 
-def _save_figure(figure, path: Path) -> None:
+def _figure_png(figure) -> bytes:
     import io
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    atomic_write_bytes(Path(path), lambda file: file.write(buffer.getvalue()))
+    _pyplot().close(figure)
+    return buffer.getvalue()
 
 
 def plot_roc(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str) -> None:
+    data = roc_png(curves, title)
+    atomic_write_bytes(Path(path), lambda file: file.write(data))
+
+
+def plot_histogram(path: Path, scores: np.ndarray, labels: np.ndarray, threshold: float, title: str) -> None:
+    data = histogram_png(scores, labels, title, "abnormality score A(x)", threshold)
+    atomic_write_bytes(Path(path), lambda file: file.write(data))
+
+
+def roc_png(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str) -> bytes:
     """curves: name -> (fpr, tpr, auc)."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5, 5))
@@ -60,18 +78,19 @@ def plot_roc(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray, float]]
     axis.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=1)
     axis.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
     axis.legend(loc="lower right")
-    _save_figure(figure, path)
-    plt.close(figure)
+    return _figure_png(figure)
 
 
-def plot_histogram(path: Path, scores: np.ndarray, labels: np.ndarray, threshold: float, title: str) -> None:
+def histogram_png(values: np.ndarray, labels: np.ndarray, title: str, xlabel: str,
+                  threshold: float | None = None) -> bytes:
+    """Normal vs anomalous distributions of one score, with the threshold when there is one."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
-    bins = np.linspace(float(scores.min()), float(scores.max()) + 1e-9, 50)
-    axis.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label="normal")
-    axis.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label="anomalous")
-    axis.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
-    axis.set(xlabel="abnormality score A(x)", ylabel="density", title=title)
+    bins = np.linspace(float(values.min()), float(values.max()) + 1e-9, 50)
+    axis.hist(values[labels == 0], bins=bins, alpha=0.6, density=True, label="normal")
+    axis.hist(values[labels == 1], bins=bins, alpha=0.6, density=True, label="anomalous")
+    if threshold is not None:
+        axis.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
+    axis.set(xlabel=xlabel, ylabel="density", title=title)
     axis.legend()
-    _save_figure(figure, path)
-    plt.close(figure)
+    return _figure_png(figure)

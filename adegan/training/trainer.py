@@ -31,7 +31,7 @@ from adegan.runtime.files import write_json
 from adegan.training.checkpoint import CHECKPOINT_NAME, configs_from_state, load_checkpoint, save_checkpoint
 from adegan.training.config import ModelConfig, TrainConfig
 from adegan.training.data import DataSplit
-from adegan.training.model import Detector, build_networks
+from adegan.training.model import Detector, build_networks, fixed_pattern_code, pattern_grid
 
 
 CALIBRATION_SAMPLE_BYTES = 4 * 1024 * 1024
@@ -62,6 +62,13 @@ def detector_outputs(detector: Detector, images_uint8: np.ndarray, device, batch
         for part, output in zip(parts, detector(batch)):
             part.append(output.cpu().numpy())
     return tuple(np.concatenate(part) for part in parts)
+
+
+def grid_noise(model_config: ModelConfig, columns: int = 10) -> torch.Tensor:
+    """The fixed z_n columns of every pattern grid (epoch samples, report): seeded, so grids of
+    different epochs and runs are comparable."""
+    return losses.sample_noise(columns, model_config.latent_dim, model_config.noise_std,
+                               generator=torch.Generator().manual_seed(1234))
 
 
 @dataclass
@@ -106,8 +113,7 @@ class Trainer:
         per_image = data.calibration[0].nbytes if len(data.calibration) else 1
         keep = min(len(data.calibration), max(16, CALIBRATION_SAMPLE_BYTES // per_image))
         self.calibration_sample = torch.from_numpy(np.ascontiguousarray(data.calibration[:keep]))
-        self.sample_noise = losses.sample_noise(10, model_config.latent_dim, model_config.noise_std,
-                                                generator=torch.Generator().manual_seed(1234)).to(self.device)
+        self.sample_noise = grid_noise(model_config).to(self.device)
 
     # ----- sampling -------------------------------------------------------------------------
     def sample_latent(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,7 +136,21 @@ class Trainer:
     def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """One iteration of both stages on a real batch in [-1, 1]; returns the losses as
         detached tensors (not floats: no host sync per step on a GPU)."""
+        if self.train_config.method == "autoencoder":
+            return self.autoencoder_step(real)
         return {**self.adversarial_stage(real), **self.joint_stage(real)}
+
+    def autoencoder_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The baseline: x -> E -> G -> x_hat on L_recon alone, G's pattern input held at pattern 0."""
+        G, E, opt = self.generator, self.extractor, self.optimizers
+        logits, z_n_hat = E(real)
+        recon_loss = losses.reconstruction_loss(real, G(z_n_hat, fixed_pattern_code(logits)))
+        opt["generator"].zero_grad(set_to_none=True)
+        opt["extractor"].zero_grad(set_to_none=True)
+        recon_loss.backward()
+        opt["generator"].step()
+        opt["extractor"].step()
+        return {"recon": recon_loss.detach()}
 
     def adversarial_stage(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """Stage 1 (Eq. 1): a D step, then a non-saturating G step."""
@@ -188,7 +208,7 @@ class Trainer:
         return self.train_images[rows].float() * (2.0 / 255.0) - 1.0  # uint8 -> [-1, 1]
 
     def detector(self) -> Detector:
-        return Detector(self.generator, self.extractor)
+        return Detector(self.generator, self.extractor, self.train_config.method == "autoencoder")
 
     def calibrate(self) -> Calibration:
         """mu_e, sigma_e and the threshold from the calibration hold-out (eval mode)."""
@@ -253,17 +273,12 @@ class Trainer:
                  + " ".join(f"{k} {record[f'loss_{k}']:.4f}" for k in sums)
                  + f" | {record['images_per_second']:.0f} img/s | threshold {self.calibration.threshold:.4f}")
 
-    @torch.no_grad()
     def save_sample_grid(self) -> Path:
         """samples/epoch_NNN.png: one row per pattern, one column per fixed z_n (paper Fig. 4)."""
         from adegan.training.plots import save_image_grid
 
         K = self.model_config.n_patterns
-        self.generator.eval()
-        z_n = self.sample_noise.repeat(K, 1)  # (K*10, d): row k, column j uses noise j
-        z_c = self.one_hot(torch.arange(K, device=self.device).repeat_interleave(10))
-        images = (self.generator(z_n, z_c) + 1.0) * 0.5
-        self.generator.train()
+        images = pattern_grid(self.generator, self.sample_noise, K)
         path = self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png"
         save_image_grid(path, images.cpu().numpy(), rows=K)
         return path
