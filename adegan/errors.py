@@ -20,3 +20,9 @@ class MissingDependencyError(AdeganError):
     """An optional library is not installed; the message names the extra to install."""
 
     exit_code = 3
+
+
+class DiskFullError(AdeganError):
+    """The disk (or quota, or file-size limit) ran out while writing; nothing half-written is left."""
+
+    exit_code = 1

@@ -47,3 +47,36 @@ def synthetic_data(tmp_path_factory) -> dict[str, Path]:
     write_images(root / "test" / "good", [normal_image(rng) for _ in range(60)])
     write_images(root / "test" / "defect", [anomalous_image(rng) for _ in range(60)])
     return {"train": root / "train", "test": root / "test"}
+
+
+def _private_tmpfs_works() -> bool:
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def small_disk():
+    """Run a shell script with a size-limited tmpfs mounted at $DISK, in a private mount namespace
+    (`unshare -rm`: no root needed, nothing leaks to the host). The disk vanishes when the script
+    ends, so the script itself lists what is left; returns the CompletedProcess."""
+    import subprocess
+
+    if not _private_tmpfs_works():
+        pytest.skip("needs `unshare -rm` and tmpfs mounts (user namespaces) to make a small disk")
+
+    def run(mount_point: Path, size_kb: int, script: str, **env) -> subprocess.CompletedProcess:
+        import os
+
+        mount_point.mkdir(parents=True, exist_ok=True)
+        wrapped = f'mount -t tmpfs -o size={size_kb}k tmpfs "$DISK" || exit 99\n{script}'
+        environment = {**os.environ, "DISK": str(mount_point), **env}
+        return subprocess.run(["unshare", "-rm", "sh", "-c", wrapped], capture_output=True, text=True,
+                              env=environment, timeout=300)
+
+    return run

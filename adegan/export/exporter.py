@@ -19,7 +19,7 @@ from adegan.export import onnx as onnx_export
 from adegan.export import tensorrt as trt_export
 from adegan.export.parity import check_parity
 from adegan.runtime.bundle import MANIFEST_KIND, MANIFEST_NAME, METADATA_KEY, SCHEMA_VERSION, file_entry, is_bundle
-from adegan.runtime.files import make_staging_dir, write_json
+from adegan.runtime.files import disk_full_error, is_disk_full, make_staging_dir, write_json
 
 PARITY_IMAGES = 256  # calibration images used for the parity tables
 
@@ -135,8 +135,11 @@ def export_run(run_dir: Path, options: ExportOptions, log=default_log) -> Export
             manifest["files"]["model.engine"] = file_entry(staging / "model.engine")
         write_json(staging / MANIFEST_NAME, manifest)
         _move_into_place(staging, out)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if is_disk_full(error):
+            kept = "the previous bundle there is unchanged" if out.exists() else "no partial bundle was left"
+            raise disk_full_error(out, f"the export was abandoned and {kept}") from error
         raise
     result = ExportResult(out, manifest, engine_note)
     if options.triton:

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from adegan.console import log as default_log, progress_bar
-from adegan.errors import UsageError
+from adegan.errors import DiskFullError, UsageError
+from adegan.runtime.files import disk_full_error, is_disk_full
 from adegan.runtime.images import IMAGE_EXTENSIONS, ImageDecodeError, list_images, read_image
 from adegan.runtime.model import BundleModel
 
@@ -60,6 +61,7 @@ class ResultWriter:
         if resume and self.path.exists():
             self._drop_partial_last_line()
         self.done = self._read_done() if resume and self.path.exists() else set()
+        self.rows_written = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new_file = not self.path.exists() or self.path.stat().st_size == 0
         self.file = open(self.path, "a", encoding="utf-8", newline="")
@@ -89,16 +91,26 @@ class ResultWriter:
         return done
 
     def write(self, rows: list[dict]) -> None:
-        for row in rows:
-            if self.jsonl:
-                self.file.write(json.dumps(row) + "\n")
-            else:
-                self.csv.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        try:
+            for row in rows:
+                if self.jsonl:
+                    self.file.write(json.dumps(row) + "\n")
+                else:
+                    self.csv.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        except OSError as error:
+            if is_disk_full(error):
+                raise disk_full_error(self.path, "the rows written before are kept") from error
+            raise
+        self.rows_written += len(rows)
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:  # the buffer could not be flushed (disk full): the error was reported already
+            pass
+
 
 
 @dataclass
@@ -147,6 +159,10 @@ def score_files(model: BundleModel, paths: list[Path], out: Path, batch_size: in
                 rows = _score_batch(model, batch, loaded, overlays, summary)
                 writer.write(rows)
                 bar.advance(len(batch), f"{summary.anomalies} anomalies, {summary.errors} errors")
+    except DiskFullError as error:  # from the rows or an overlay: one message that says how to go on
+        raise DiskFullError(f"{out}: no space left on the device; the {len(writer.done) + writer.rows_written} "
+                            f"row(s) written before are kept. Free some space, then run the same command "
+                            f"with --resume") from error
     finally:
         writer.close()
         summary.seconds = time.perf_counter() - start
@@ -169,10 +185,8 @@ def _score_batch(model: BundleModel, paths: list[Path], loaded: list, overlays: 
 
 
 def _write_overlay(folder: Path, path: Path, image: np.ndarray, residual: np.ndarray, score: float) -> None:
-    from adegan.runtime.deps import require_cv2
-    from adegan.runtime.overlay import render_overlay
+    from adegan.runtime.overlay import render_overlay, save_png
 
-    cv2 = require_cv2()
     folder.mkdir(parents=True, exist_ok=True)
     name = "_".join(Path(path).with_suffix("").parts[-3:]).replace(os.sep, "_") + ".png"
-    cv2.imwrite(str(folder / name), render_overlay(image, residual, score, True))
+    save_png(folder / name, render_overlay(image, residual, score, True))

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from pathlib import Path
+
+from adegan.errors import AdeganError
 from adegan.runtime.deps import require_cv2
+from adegan.runtime.files import atomic_write_bytes
 
 
 def render_overlay(image_bgr: np.ndarray, residual: np.ndarray, score: float, anomalous: bool,
@@ -30,3 +34,11 @@ def render_overlay(image_bgr: np.ndarray, residual: np.ndarray, score: float, an
     cv2.putText(blended, label, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
     cv2.rectangle(blended, (0, 0), (width - 1, height - 1), colour, 2)
     return blended
+
+
+def save_png(path: Path, image_bgr: np.ndarray) -> None:
+    """Write an overlay atomically (cv2.imwrite fails silently: a full disk would go unnoticed)."""
+    ok, encoded = require_cv2().imencode(".png", image_bgr)
+    if not ok:
+        raise AdeganError(f"{path}: OpenCV could not encode the overlay as PNG")
+    atomic_write_bytes(Path(path), lambda file: file.write(encoded.tobytes()))

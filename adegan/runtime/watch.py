@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from adegan.console import log as default_log
-from adegan.errors import UsageError
+from adegan.errors import DiskFullError, UsageError
 from adegan.runtime.deps import require_cv2
+from adegan.runtime.files import is_disk_full
 from adegan.runtime.model import BundleModel
-from adegan.runtime.overlay import render_overlay
+from adegan.runtime.overlay import render_overlay, save_png
 
 WINDOW = "adegan watch (q to quit)"
 
@@ -84,15 +85,14 @@ def watch(model: BundleModel, source, roi=None, show: bool = False, save_anomali
             record = {"frame": frame.index, "source": frame.name, "time": time.time(), **row,
                       "latency_ms": round(latency, 2), "lag_ms": round((time.monotonic() - frame.captured) * 1000, 2)}
             if log_file:
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
+                log_file = _append_line(log_file, json.dumps(record), log)
             if anomalous:
                 log(f"ANOMALY {frame.name}: score {row['score']:.4f} (threshold {model.threshold:.4f})")
             if show or (anomalous and save_anomalies):
                 overlay = render_overlay(image, scores.outputs.residual[0, 0], row["score"], anomalous,
                                          f"{fps:.1f} FPS")
                 if anomalous and save_anomalies:
-                    cv2.imwrite(str(save_anomalies / f"anomaly_{frame.index:07d}.png"), overlay)
+                    save_anomalies = _save_anomaly(save_anomalies, frame.index, overlay, log)
                 if show:
                     cv2.imshow(WINDOW, overlay)
                     window = True
@@ -109,6 +109,35 @@ def watch(model: BundleModel, source, roi=None, show: bool = False, save_anomali
         if window:
             cv2.destroyAllWindows()
     return stats.summary()
+
+
+def _append_line(log_file, line: str, log):
+    """Append one JSONL record; on a full disk, say so once and stop logging (keep watching:
+    the live verdicts matter more than the log). Returns the file, or None once given up."""
+    try:
+        log_file.write(line + "\n")
+        log_file.flush()
+        return log_file
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        log(f"warning: {log_file.name}: no space left on the device; stopped the JSONL log "
+            f"(the records before are kept), still watching")
+        try:
+            log_file.close()
+        except OSError:
+            pass
+        return None
+
+
+def _save_anomaly(folder: Path, index: int, overlay, log) -> Path | None:
+    """Save an anomaly overlay; on a full disk, say so once and stop saving (keep watching)."""
+    try:
+        save_png(folder / f"anomaly_{index:07d}.png", overlay)
+        return folder
+    except DiskFullError:
+        log(f"warning: {folder}: no space left on the device; stopped saving anomaly images, still watching")
+        return None
 
 
 def _crop(image: np.ndarray, roi):

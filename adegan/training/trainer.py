@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from adegan.console import log as default_log, progress_bar
-from adegan.errors import AdeganError, UsageError
+from adegan.errors import AdeganError, DiskFullError, UsageError
 from adegan.runtime.score import Calibration, calibrate
 from adegan.training import losses
-from adegan.runtime.files import write_json
+from adegan.runtime.files import is_disk_full, write_json
 from adegan.training.checkpoint import CHECKPOINT_NAME, configs_from_state, load_checkpoint, save_checkpoint
 from adegan.training.config import ModelConfig, TrainConfig
 from adegan.training.data import DataSplit
@@ -264,10 +264,15 @@ class Trainer:
                   **{f"loss_{k}": round(float(v) / max(count, 1), 5) for k, v in sums.items()},
                   "mu_e": self.calibration.mu_e, "sigma_e": self.calibration.sigma_e,
                   "threshold": self.calibration.threshold}
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as file:
-            file.write(json.dumps(record) + "\n")
-            file.flush()
-        self.save_sample_grid()
+        try:
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as file:
+                file.write(json.dumps(record) + "\n")
+                file.flush()
+            self.save_sample_grid()
+        except (OSError, DiskFullError) as error:
+            if is_disk_full(error):
+                raise self._disk_full() from error
+            raise
         self.save()
         self.log(f"epoch {self.epoch}/{self.train_config.epochs}: "
                  + " ".join(f"{k} {record[f'loss_{k}']:.4f}" for k in sums)
@@ -303,7 +308,14 @@ class Trainer:
         }
 
     def save(self) -> None:
-        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.state())
+        try:
+            save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.state())
+        except DiskFullError as error:
+            raise self._disk_full() from error
+
+    def _disk_full(self) -> DiskFullError:
+        return DiskFullError(f"{self.run_dir}: no space left on the device; the last checkpoint is intact. "
+                             f"Free some space, then continue with `adegan train ... --out {self.run_dir} --resume`")
 
     def restore(self, state: dict) -> None:
         for name in ("generator", "discriminator", "extractor"):

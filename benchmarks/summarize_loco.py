@@ -1,0 +1,138 @@
+"""Tables from the leave-one-class-out results: per-class AUC per dataset and tier (MNIST beside
+the paper's Table 1), the ablations side by side, and the n_c sweep beside the paper's Table 2.
+
+    python benchmarks/summarize_loco.py            # writes benchmarks/results/loco/SUMMARY.md
+
+Means are over the anomaly classes of one seed, then mean ± std over seeds (std only with ≥ 2
+seeds). A variant whose classes are not all done is marked with how many are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from adegan.runtime.files import atomic_write_text
+
+PAPER_TABLE_1 = [0.971, 0.768, 0.967, 0.923, 0.888, 0.941, 0.928, 0.886, 0.947, 0.852]  # MNIST, mean 0.907
+PAPER_TABLE_2 = {2: 0.801, 4: 0.856, 6: 0.876, 8: 0.883, 10: 0.907, 12: 0.899, 14: 0.880}
+PARTS = {"combined": "combined (as deployed)", "reconstruction": "reconstruction only",
+         "pattern": "pattern only (1 − m)", "combined_two-sided": "combined, two-sided Eq. 9"}
+VARIANT_ORDER = ["default", "no-ip", "no-interpolation", "autoencoder"]
+
+
+def load(results: Path) -> dict:
+    """{(dataset, tier, variant): {seed: {class: row}}}"""
+    table: dict = defaultdict(lambda: defaultdict(dict))
+    for path in sorted(results.glob("*/*/*/seed*_class*.json")):
+        row = json.loads(path.read_text())
+        table[(row["dataset"], row["tier"], row["variant"])][row["seed"]][row["anomaly_class"]] = row
+    return table
+
+
+def _mean_over_seeds(seeds: dict, part: str) -> tuple[list[float | None], str, int]:
+    """Per-class AUC averaged over seeds, the 'mean ± std' cell, and how many classes are done."""
+    per_class = []
+    for anomaly_class in range(10):
+        values = [runs[anomaly_class]["auc"][part] for runs in seeds.values() if anomaly_class in runs]
+        per_class.append(statistics.mean(values) if values else None)
+    seed_means = [statistics.mean(r["auc"][part] for r in runs.values()) for runs in seeds.values()
+                  if len(runs) == 10]
+    done = min(len(runs) for runs in seeds.values())
+    if not seed_means:
+        return per_class, "—", done
+    cell = f"{statistics.mean(seed_means):.3f}"
+    if len(seed_means) > 1:
+        cell += f" ± {statistics.stdev(seed_means):.3f}"
+    return per_class, cell, done
+
+
+def _cells(values) -> str:
+    return " | ".join("—" if v is None else f"{v:.3f}" for v in values)
+
+
+def per_class_tables(table: dict) -> list[str]:
+    lines = []
+    for (dataset, tier, variant), seeds in sorted(table.items(), key=lambda kv: (kv[0][0], kv[0][1], _order(kv[0][2]))):
+        rows = next(iter(next(iter(seeds.values())).values()))
+        lines += [f"### {dataset}, {tier} tier, {variant}", "",
+                  f"Seeds {sorted(seeds)}; {_budget(rows)}. Command: `{rows['command']}`", "",
+                  "| score | " + " | ".join(str(c) for c in range(10)) + " | mean |",
+                  "|---|" + "---|" * 11]
+        for part, label in PARTS.items():
+            per_class, cell, done = _mean_over_seeds(seeds, part)
+            note = "" if done == 10 else f" ({done}/10 classes)"
+            lines.append(f"| {label} | {_cells(per_class)} | {cell}{note} |")
+        if dataset == "mnist":
+            lines.append(f"| paper, Table 1 | {_cells(PAPER_TABLE_1)} | {statistics.mean(PAPER_TABLE_1):.3f} |")
+        lines.append("")
+    return lines
+
+
+def _order(variant: str) -> tuple:
+    if variant in VARIANT_ORDER:
+        return (0, VARIANT_ORDER.index(variant), "")
+    if variant.startswith("patterns-"):
+        return (1, int(variant.split("-")[1]), "")
+    return (2, 0, variant)
+
+
+def _budget(row: dict) -> str:
+    train = row["train_config"]
+    images = train["max_train_images"] or "all"
+    return (f"{images} training normals, {train['epochs']} epochs, width {row['model_config']['width']}, "
+            f"K = {row['model_config']['n_patterns']}, method {train.get('method', 'adegan')}")
+
+
+def ablation_table(table: dict) -> list[str]:
+    lines = ["| dataset | tier | variant | combined | reconstruction only | pattern only | two-sided |",
+             "|---|---|---|---|---|---|---|"]
+    for (dataset, tier, variant), seeds in sorted(table.items(), key=lambda kv: (kv[0][0], kv[0][1], _order(kv[0][2]))):
+        cells = []
+        for part in PARTS:
+            _, cell, done = _mean_over_seeds(seeds, part)
+            cells.append(cell if done == 10 else f"({done}/10)")
+        lines.append(f"| {dataset} | {tier} | {variant} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def patterns_table(table: dict) -> list[str]:
+    lines = []
+    for tier in sorted({key[1] for key in table if key[0] == "mnist"}):
+        row = ["| ours, combined |"]
+        for n_patterns in PAPER_TABLE_2:
+            variant = "default" if n_patterns == 10 else f"patterns-{n_patterns}"
+            seeds = table.get(("mnist", tier, variant))
+            cell = "—"
+            if seeds:
+                _, cell, done = _mean_over_seeds(seeds, "combined")
+                cell = cell if done == 10 else f"({done}/10)"
+            row.append(f" {cell} |")
+        lines += [f"MNIST, {tier} tier:", "", "| n_c | " + " | ".join(map(str, PAPER_TABLE_2)) + " |",
+                  "|---|" + "---|" * len(PAPER_TABLE_2), "".join(row),
+                  "| paper, Table 2 | " + " | ".join(f"{v:.3f}" for v in PAPER_TABLE_2.values()) + " |", ""]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/loco"))
+    parser.add_argument("--out", type=Path, help="default: RESULTS/SUMMARY.md")
+    args = parser.parse_args()
+    table = load(args.results)
+    lines = ["# Leave-one-class-out results (generated by `python benchmarks/summarize_loco.py`)", "",
+             "Image-level ROC AUC, anomaly class 0–9, evaluated once after a fixed number of epochs "
+             "(`model.eval()`, no model selection). Raw per-run files: `<dataset>/<tier>/<variant>/`.", "",
+             "## Means: ablations side by side", "", *ablation_table(table), "",
+             "## Number of patterns n_c (paper's Table 2)", "", *patterns_table(table),
+             "## Per class", "", *per_class_tables(table)]
+    out = args.out or args.results / "SUMMARY.md"
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
