@@ -303,6 +303,8 @@ def score(
   adegan watch --folder incoming/ --model bundle --jsonl watch.jsonl
 
   adegan watch --video line.mp4 --model bundle --max-frames 500 --json
+
+  adegan watch --video line.mp4 --loop --duration 600 --model bundle --jsonl soak.jsonl
 """)
 def watch(
     model: Path = typer.Option(..., "--model", "-m", help="A bundle folder written by `adegan export`."),
@@ -316,6 +318,8 @@ def watch(
     save_anomalies: Optional[Path] = typer.Option(None, help="Save the overlay of each anomalous frame here."),
     jsonl: Optional[Path] = typer.Option(None, help="Append one JSON line per frame here."),
     max_frames: Optional[int] = typer.Option(None, help="Stop after this many frames."),
+    duration: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
+    loop: bool = typer.Option(False, "--loop", help="Replay --video from the start when it ends (demos, soak tests)."),
     backend: Backend = typer.Option(Backend.auto, help="auto: TensorRT engine when usable, else ONNX Runtime."),
     precision: Precision = typer.Option(Precision.fp32, help="ONNX Runtime: model.onnx or model.fp16.onnx."),
     threshold: Optional[float] = typer.Option(None, help="Override the bundle's calibrated threshold."),
@@ -331,8 +335,10 @@ def watch(
         if show:
             check_display()  # before a camera is opened
         bundle_model = BundleModel(model, backend.value, precision.value, threshold)
-        source = open_source(camera, video, url, folder, gst)
-        summary = run_watch(bundle_model, source, region, show, save_anomalies, jsonl, max_frames)
+        if duration is not None and duration <= 0:
+            raise UsageError(f"--duration must be positive, got {duration}")
+        source = open_source(camera, video, url, folder, gst, loop=loop)
+        summary = run_watch(bundle_model, source, region, show, save_anomalies, jsonl, max_frames, duration=duration)
     except AdeganError as error:
         _fail(error)
     if json_output:

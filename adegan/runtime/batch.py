@@ -22,24 +22,24 @@ import numpy as np
 from adegan.console import log as default_log, progress_bar
 from adegan.errors import DiskFullError, UsageError
 from adegan.runtime.files import disk_full_error, is_disk_full
-from adegan.runtime.images import IMAGE_EXTENSIONS, ImageDecodeError, list_images, read_image
+from adegan.runtime.images import IMAGE_EXTENSIONS, ImageDecodeError, list_image_names, read_image
 from adegan.runtime.model import BundleModel
 
 COLUMNS = ("path", "score", "recon_error", "pattern", "pattern_prob", "verdict", "error")
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Folders (recursive), files and glob patterns -> image paths, in order, without repeats."""
-    found: list[Path] = []
+def expand_inputs(inputs: list[str]) -> list[str]:
+    """Folders (recursive), files and glob patterns -> image paths, in order, without repeats.
+    Plain strings, not Paths: memory per image is what bounds a million-image job."""
+    found: list[str] = []
     for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found += list_images(path)
-        elif path.is_file():
-            found.append(path)
+        if os.path.isdir(item):
+            found += list_image_names(item)
+        elif os.path.isfile(item):
+            found.append(os.path.normpath(item))
         elif glob.has_magic(item):
-            matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
-            found += [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+            matches = sorted(os.path.normpath(p) for p in glob.glob(item, recursive=True))
+            found += [p for p in matches if os.path.isfile(p) and os.path.splitext(p)[1].lower() in IMAGE_EXTENSIONS]
         else:
             raise UsageError(f"{item}: no such file or folder")
     unique = list(dict.fromkeys(found))
@@ -138,7 +138,7 @@ def _load(model: BundleModel, path: Path):
         return None, None, str(exc)
 
 
-def score_files(model: BundleModel, paths: list[Path], out: Path, batch_size: int = 32, resume: bool = False,
+def score_files(model: BundleModel, paths: list[str], out: Path, batch_size: int = 32, resume: bool = False,
                 overlays: Path | None = None, workers: int = 4, progress: bool = True, log=default_log) -> Summary:
     """Score `paths` with `model`, writing one row per image to `out`."""
     if batch_size < 1:
@@ -169,7 +169,7 @@ def score_files(model: BundleModel, paths: list[Path], out: Path, batch_size: in
     return summary
 
 
-def _score_batch(model: BundleModel, paths: list[Path], loaded: list, overlays: Path | None, summary: Summary) -> list[dict]:
+def _score_batch(model: BundleModel, paths: list[str], loaded: list, overlays: Path | None, summary: Summary) -> list[dict]:
     good = [i for i, (_, tensor, error) in enumerate(loaded) if error is None]
     rows: list[dict] = [{"path": str(p), "verdict": "error", "error": loaded[i][2]} for i, p in enumerate(paths)]
     if good:

@@ -25,15 +25,23 @@ class ImageDecodeError(AdeganError):
     """An image file that cannot be read or decoded."""
 
 
+def list_image_names(folder: str | os.PathLike) -> list[str]:
+    """All image files under `folder`, recursively, sorted, as plain strings: a str costs about
+    a fifth of a Path, which matters when a folder holds a million images."""
+    found = []
+    for directory, _, names in os.walk(os.path.normpath(folder), followlinks=True):
+        for name in names:
+            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                path = os.path.join(directory, name)
+                if os.path.isfile(path):
+                    found.append(path)
+    found.sort(key=lambda path: path.replace(os.sep, "\0"))  # part by part, as sorting Paths does
+    return found
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """All image files under `folder`, recursively, in a stable (sorted) order."""
-    root = Path(folder)
-    found = [
-        path
-        for path in root.rglob("*")
-        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
-    ]
-    return sorted(found)
+    return [Path(name) for name in list_image_names(folder)]
 
 
 def decode_image(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:

@@ -120,24 +120,33 @@ class LiveSource:
 
 
 class VideoFileSource:
-    """Every frame of a video file (or an image sequence like frames/%04d.png), in order."""
+    """Every frame of a video file (or an image sequence like frames/%04d.png), in order; with
+    `loop`, from the start again at the end (demos, soak tests), frame numbers counting on."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, loop: bool = False):
         if "%" not in path and not Path(path).is_file():
             raise UsageError(f"{path}: video file not found")
-        self.path = path
+        self.path, self.loop = path, loop
         self._capture = _open_capture(path)
         if self._capture is None:
             raise SourceError(f"{path}: OpenCV cannot read this video (unsupported codec or corrupt file)")
 
     def __iter__(self) -> Iterator[Frame]:
-        index = 0
+        index, in_pass = 0, 0
         while True:
             ok, image = self._capture.read()
             if not ok or image is None:
-                return
+                if not (self.loop and in_pass):  # the end (or an empty video: no endless loop)
+                    return
+                self._capture.release()  # reopening is what works for every backend and image sequences
+                self._capture = _open_capture(self.path)
+                if self._capture is None:
+                    raise SourceError(f"{self.path}: could not reopen the video to loop it")
+                in_pass = 0
+                continue
             yield Frame(index, f"{self.path} #{index}", image, time.monotonic())
             index += 1
+            in_pass += 1
 
     def close(self) -> None:
         self._capture.release()
@@ -187,11 +196,13 @@ class FolderSource:
 
 
 def open_source(camera: int | None = None, video: str | None = None, url: str | None = None,
-                folder: str | None = None, gst: str | None = None, log=default_log):
-    """Exactly one of the options must be given."""
+                folder: str | None = None, gst: str | None = None, log=default_log, loop: bool = False):
+    """Exactly one of the options must be given; `loop` only with a video."""
     given = {k: v for k, v in dict(camera=camera, video=video, url=url, folder=folder, gst=gst).items() if v is not None}
     if len(given) != 1:
         raise UsageError("give exactly one source: --camera INDEX, --video FILE, --url URL, --folder DIR or --gst PIPELINE")
+    if loop and video is None:
+        raise UsageError("--loop replays a --video file; live sources and folders do not end")
     if camera is not None:
         return LiveSource(camera, f"camera {camera}", log=log)
     if url is not None:
@@ -203,7 +214,7 @@ def open_source(camera: int | None = None, video: str | None = None, url: str | 
                               "are not): use the system OpenCV in a venv made with --system-site-packages")
         return LiveSource(gst, "gstreamer", api=cv2.CAP_GSTREAMER, log=log)
     if video is not None:
-        return VideoFileSource(video)
+        return VideoFileSource(video, loop)
     return FolderSource(folder, log=log)
 
 

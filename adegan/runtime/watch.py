@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,11 +45,14 @@ def check_display() -> None:
         raise UsageError("--show: no display (DISPLAY is not set); drop --show, or use --save-anomalies / --jsonl")
 
 
+LATENCY_WINDOW = 10_000  # the latency percentiles cover the most recent frames: bounded memory
+
+
 @dataclass
 class WatchStats:
     frames: int = 0
     anomalies: int = 0
-    latencies_ms: list = field(default_factory=list)
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     started: float = field(default_factory=time.monotonic)
 
     def summary(self) -> dict:
@@ -61,10 +65,13 @@ class WatchStats:
 
 
 def watch(model: BundleModel, source, roi=None, show: bool = False, save_anomalies: Path | None = None,
-          jsonl: Path | None = None, max_frames: int | None = None, log=default_log) -> dict:
-    """Score frames from `source` until it ends, `max_frames`, `q` in the window, or Ctrl-C."""
+          jsonl: Path | None = None, max_frames: int | None = None, log=default_log,
+          duration: float | None = None) -> dict:
+    """Score frames from `source` until it ends, `max_frames`, `duration` seconds, `q` in the
+    window, or Ctrl-C."""
     cv2 = require_cv2()
     log_file, stats, fps, window = None, WatchStats(), 0.0, False
+    stop_at = None if duration is None else time.monotonic() + duration
     try:
         if show:
             check_display()
@@ -99,6 +106,8 @@ def watch(model: BundleModel, source, roi=None, show: bool = False, save_anomali
                     if cv2.waitKey(1) & 0xFF == ord("q"):
                         break
             if max_frames is not None and stats.frames >= max_frames:
+                break
+            if stop_at is not None and time.monotonic() >= stop_at:
                 break
     except KeyboardInterrupt:
         log("stopping (Ctrl-C)")

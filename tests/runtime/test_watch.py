@@ -103,6 +103,10 @@ def test_missing_sources_fail_fast_and_clearly(tmp_path):
     assert missing.exit_code == 2 and "video file not found" in missing.output
     both = runner.invoke(app, ["watch", "--model", TINY, "--camera", "0", "--folder", str(tmp_path)])
     assert both.exit_code == 2 and "exactly one source" in both.output
+    looping = runner.invoke(app, ["watch", "--model", TINY, "--folder", str(tmp_path), "--loop"])
+    assert looping.exit_code == 2 and "--loop replays a --video file" in looping.output
+    never = runner.invoke(app, ["watch", "--model", TINY, "--folder", str(tmp_path), "--duration", "0"])
+    assert never.exit_code == 2 and "--duration must be positive" in never.output
 
 
 def test_show_checks_for_a_display_first(video, monkeypatch):

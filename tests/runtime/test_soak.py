@@ -1,0 +1,100 @@
+"""`adegan watch` on a looping video for a while: memory stays flat and the frame rate steady.
+
+The default run soaks for 30 s; `ADEGAN_SOAK_SECONDS=300 pytest -m slow tests/runtime/test_soak.py`
+runs the long version (results in benchmarks/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+pytest.importorskip("onnxruntime")
+
+from adegan.runtime.watch import LATENCY_WINDOW, WatchStats  # noqa: E402
+
+TINY = str(Path(__file__).resolve().parents[1] / "data" / "tiny_bundle")
+
+
+def make_video(path: Path, frames: int = 40) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    assert writer.isOpened()
+    rng = np.random.default_rng(0)
+    for i in range(frames):
+        image = rng.integers(0, 60, (480, 640, 3), dtype=np.uint8)
+        cv2.rectangle(image, (100 + 5 * i, 100), (220 + 5 * i, 220), (220, 220, 220), -1)
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def soak(tmp_path: Path, seconds: float) -> dict:
+    video, log = make_video(tmp_path / "line.avi"), tmp_path / "soak.jsonl"
+    process = subprocess.Popen([sys.executable, "-m", "adegan", "watch", "--model", TINY, "--video", str(video),
+                                "--loop", "--duration", str(seconds), "--jsonl", str(log), "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    start, samples = time.monotonic(), []
+    while process.poll() is None:
+        value = rss_mb(process.pid)
+        if value is not None:
+            samples.append((time.monotonic() - start, value))
+        time.sleep(0.25)
+    stdout, stderr = process.communicate()
+    assert process.returncode == 0, stderr
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    return {"summary": json.loads(stdout), "records": records, "rss": samples, "seconds": seconds}
+
+
+def check_flat_and_steady(result: dict) -> dict:
+    records, rss, seconds = result["records"], result["rss"], result["seconds"]
+    assert [r["frame"] for r in records] == list(range(len(records)))  # every frame, numbers counting on
+    assert len(records) > 3 * 40, "the video should have looped several times"
+    # Memory: after a warm-up (first 20 %), the peak of the last half is within 15 MB of the warm level.
+    warm = max(v for t, v in rss if 0.2 * seconds <= t <= 0.3 * seconds)
+    late = max(v for t, v in rss if t >= 0.5 * seconds)
+    # Frame rate: frames per tenth of the run, each at least half the median (a 2-core CI box is noisy).
+    times = np.array([r["time"] for r in records])
+    edges = np.linspace(times[0], times[-1], 11)
+    per_window = np.histogram(times, edges)[0]
+    measured = {"frames": len(records), "rss_warm_mb": round(warm, 1), "rss_late_mb": round(late, 1),
+                "fps_per_window": [round(float(n) / (edges[1] - edges[0]), 1) for n in per_window]}
+    assert late - warm < 15, measured
+    assert per_window.min() >= 0.5 * statistics.median(per_window), measured
+    return measured
+
+
+def test_watch_soak_short(tmp_path):
+    check_flat_and_steady(soak(tmp_path, 30))
+
+
+@pytest.mark.slow
+def test_watch_soak_long(tmp_path):
+    measured = check_flat_and_steady(soak(tmp_path, float(os.environ.get("ADEGAN_SOAK_SECONDS", 300))))
+    print(json.dumps(measured))
+
+
+def test_latency_statistics_have_bounded_memory():
+    stats = WatchStats()
+    for i in range(LATENCY_WINDOW + 500):
+        stats.latencies_ms.append(float(i))
+    assert len(stats.latencies_ms) == LATENCY_WINDOW
+    assert stats.summary()["latency_ms_p50"] > 500  # the oldest were dropped, not the newest
