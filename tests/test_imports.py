@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 CHECK = """
 import sys
@@ -39,3 +40,15 @@ def test_missing_opencv_names_the_extra_to_install():
               "try:\n    decode_image(b'abc')\nexcept Exception as e:\n    print(type(e).__name__, e)")
     output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert output.stdout.startswith("MissingDependencyError") and "adegan[cpu]" in output.stdout
+
+
+def test_the_package_opens_no_network_listener():
+    """adegan serves nothing: no sockets, HTTP servers or RPC in the package. Should one ever be
+    added, it must bind to 127.0.0.1 by default (docs/reliability.md) and this test must change."""
+    import re
+
+    package = Path(__file__).resolve().parents[1] / "adegan"
+    pattern = re.compile(r"^\s*(import|from)\s+(socket|socketserver|http\.server|xmlrpc\.server|asyncio|"
+                         r"uvicorn|flask|fastapi|aiohttp|grpc|zmq)\b|\.bind\(|\.listen\(|start_server\(", re.M)
+    offenders = [str(path.relative_to(package)) for path in package.rglob("*.py") if pattern.search(path.read_text())]
+    assert offenders == []
