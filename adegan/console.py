@@ -23,6 +23,11 @@ class _Bar:
         self._progress = progress
         self._task = task
 
+    @property
+    def active(self) -> bool:
+        """Whether anything is shown (callers can skip building a status, e.g. a GPU sync)."""
+        return self._progress is not None
+
     def advance(self, amount: int = 1, status: str | None = None) -> None:
         if self._progress is None:
             return

@@ -240,7 +240,7 @@ class Trainer:
 
     def _run_epoch(self, bar) -> None:
         order = self.epoch_order(self.epoch)
-        sums, count = {}, 0
+        sums, count, shown = {}, 0, 0
         epoch_start = time.perf_counter()
         while self.batch_in_epoch < self.steps_per_epoch:
             step_losses = self.train_step(self.real_batch(order, self.batch_in_epoch))
@@ -249,10 +249,11 @@ class Trainer:
             count += 1
             self.batch_in_epoch += 1
             self.step += 1
-            if count % 10 == 0 or self.batch_in_epoch == self.steps_per_epoch:
+            if bar.active and (count % 10 == 0 or self.batch_in_epoch == self.steps_per_epoch):
                 speed = count * self.train_config.batch_size / (time.perf_counter() - epoch_start)
                 status = " ".join(f"{k} {float(v) / count:.3f}" for k, v in sums.items())
-                bar.advance(min(10, count), f"ep {self.epoch + 1} {status} | {speed:.0f} img/s")
+                bar.advance(count - shown, f"ep {self.epoch + 1} {status} | {speed:.0f} img/s")
+                shown = count
             if count % 50 == 0 and not math.isfinite(float(step_losses["recon"])):
                 raise AdeganError("training diverged (non-finite loss); lower the learning rate or use another --seed")
         seconds = time.perf_counter() - epoch_start
