@@ -36,7 +36,7 @@ import argparse
 import json
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from benchmark_results import save_results
@@ -148,8 +148,9 @@ def main() -> None:
     else:
         context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
         with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-            for job, row in zip(jobs, pool.map(run_one, jobs)):
-                finish(job, row)
+            futures = {pool.submit(run_one, job): job for job in jobs}
+            for future in as_completed(futures):  # saved as each finishes: a time limit loses little
+                finish(futures[future], future.result())
 
 
 if __name__ == "__main__":
