@@ -1,5 +1,8 @@
 """Fashion-MNIST leave-one-class-out (SPEC §4) at a budget this 2-core CPU can run.
 
+Superseded by `leave_one_class_out.py` (all datasets, tiers, variants, one file per run); kept so
+that the first probes in RESULTS.md (results/fashion_mnist_cpu*.json) stay reproducible.
+
 Trains one run per anomaly class through the library API (the same code as `adegan train`),
 evaluates on the full test split, and writes one JSON per class plus a summary JSON/markdown.
 
