@@ -80,3 +80,13 @@ def small_disk():
                               env=environment, timeout=300)
 
     return run
+
+
+@pytest.fixture
+def sigint_default():
+    """A `preexec_fn` that gives the child SIGINT at its default. A shell without job control
+    starts background jobs (nohup ... &, some CI runners) with SIGINT ignored, and Python then
+    never raises KeyboardInterrupt; a user pressing Ctrl-C in a terminal has it at its default."""
+    import signal
+
+    return lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)

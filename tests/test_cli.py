@@ -71,7 +71,7 @@ def test_help_has_examples():
     assert result.exit_code == 0 and "Examples" in result.stdout and "--anomaly-class" in result.stdout
 
 
-def test_sigint_saves_a_resumable_checkpoint(synthetic_data, tmp_path):
+def test_sigint_saves_a_resumable_checkpoint(synthetic_data, tmp_path, sigint_default):
     """A real process and a real SIGINT (Ctrl-C): exit code 130 and a mid-run checkpoint."""
     import signal
     import subprocess
@@ -83,7 +83,7 @@ def test_sigint_saves_a_resumable_checkpoint(synthetic_data, tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "adegan", "train", str(synthetic_data["train"]), "--out", str(run_dir),
          "--preset", "tiny", "--epochs", "1000", "--batch-size", "32", "--no-progress"],
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default,
     )
     for line in process.stderr:  # wait until the first epoch is done
         if line.startswith("epoch 1/"):

@@ -124,14 +124,15 @@ def test_gstreamer_needs_an_opencv_built_with_it():
     assert result.exit_code == 1 and "GStreamer" in result.output
 
 
-def test_ctrl_c_stops_cleanly_with_a_summary(tmp_path):
+def test_ctrl_c_stops_cleanly_with_a_summary(tmp_path, sigint_default):
     import signal
     import subprocess
     import sys
 
     cv2.imwrite(str(tmp_path / "a.png"), frame(0))
     process = subprocess.Popen([sys.executable, "-m", "adegan", "watch", "--model", TINY, "--folder", str(tmp_path),
-                                "--jsonl", str(tmp_path / "w.jsonl")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                "--jsonl", str(tmp_path / "w.jsonl")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=sigint_default)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not ((tmp_path / "w.jsonl").exists() and (tmp_path / "w.jsonl").read_text()):
         time.sleep(0.1)
