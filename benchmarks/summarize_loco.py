@@ -56,7 +56,7 @@ def _cells(values) -> str:
 
 def per_class_tables(table: dict) -> list[str]:
     lines = []
-    for (dataset, tier, variant), seeds in sorted(table.items(), key=lambda kv: (kv[0][0], kv[0][1], _order(kv[0][2]))):
+    for (dataset, tier, variant), seeds in _in_order(table):
         rows = next(iter(next(iter(seeds.values())).values()))
         lines += [f"### {dataset}, {tier} tier, {variant}", "",
                   f"Seeds {sorted(seeds)}; {_budget(rows)}. Command: `{rows['command']}`", "",
@@ -70,6 +70,11 @@ def per_class_tables(table: dict) -> list[str]:
             lines.append(f"| paper, Table 1 | {_cells(PAPER_TABLE_1)} | {statistics.mean(PAPER_TABLE_1):.3f} |")
         lines.append("")
     return lines
+
+
+def _in_order(table: dict) -> list:
+    """(key, seeds) by dataset, tier, then variant: named variants first, then n_c ascending."""
+    return sorted(table.items(), key=lambda kv: (kv[0][0], kv[0][1], _order(kv[0][2])))
 
 
 def _order(variant: str) -> tuple:
@@ -90,7 +95,7 @@ def _budget(row: dict) -> str:
 def ablation_table(table: dict) -> list[str]:
     lines = ["| dataset | tier | variant | combined | reconstruction only | pattern only | two-sided |",
              "|---|---|---|---|---|---|---|"]
-    for (dataset, tier, variant), seeds in sorted(table.items(), key=lambda kv: (kv[0][0], kv[0][1], _order(kv[0][2]))):
+    for (dataset, tier, variant), seeds in _in_order(table):
         cells = []
         for part in PARTS:
             _, cell, done = _mean_over_seeds(seeds, part)

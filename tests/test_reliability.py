@@ -86,3 +86,30 @@ def test_export_to_a_full_disk_leaves_no_half_bundle(synthetic_data, tmp_path, s
     assert len(errors) == 2 and all("no space left on the device" in e for e in errors), output
     assert "no partial bundle was left" in errors[0] and "previous bundle there is unchanged" in errors[1]
     assert "Traceback" not in output
+
+
+def test_full_disk_while_training_keeps_the_last_checkpoint(synthetic_data, tmp_path, monkeypatch):
+    import errno
+
+    from adegan.errors import DiskFullError
+    from adegan.training import trainer as trainer_module
+    from adegan.training.config import ModelConfig, TrainConfig
+
+    real_save, calls = trainer_module.save_checkpoint, []
+
+    def save_then_fill_the_disk(path, state):
+        calls.append(state["epoch"])
+        if len(calls) == 1:
+            return real_save(path, state)
+
+        def no_space(file):
+            file.write(b"part of a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        atomic_write_bytes(path, no_space)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_fill_the_disk)
+    config = TrainConfig(source=str(synthetic_data["train"]), epochs=3, batch_size=32)
+    with pytest.raises(DiskFullError, match=r"no space left on the device; the last checkpoint is intact.*--resume"):
+        trainer_module.train(ModelConfig.preset("tiny", n_patterns=4), config, tmp_path / "run",
+                             progress=False, log=lambda m: None)
+    assert load_checkpoint(tmp_path / "run")["epoch"] == 1  # epoch 1's checkpoint, untouched

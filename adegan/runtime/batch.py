@@ -21,7 +21,7 @@ import numpy as np
 
 from adegan.console import log as default_log, progress_bar
 from adegan.errors import DiskFullError, UsageError
-from adegan.runtime.files import disk_full_error, is_disk_full
+from adegan.runtime.files import is_disk_full
 from adegan.runtime.images import IMAGE_EXTENSIONS, ImageDecodeError, list_image_names, read_image
 from adegan.runtime.model import BundleModel
 
@@ -91,18 +91,13 @@ class ResultWriter:
         return done
 
     def write(self, rows: list[dict]) -> None:
-        try:
-            for row in rows:
-                if self.jsonl:
-                    self.file.write(json.dumps(row) + "\n")
-                else:
-                    self.csv.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
-            self.file.flush()
-            os.fsync(self.file.fileno())
-        except OSError as error:
-            if is_disk_full(error):
-                raise disk_full_error(self.path, "the rows written before are kept") from error
-            raise
+        for row in rows:
+            if self.jsonl:
+                self.file.write(json.dumps(row) + "\n")
+            else:
+                self.csv.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
+        self.file.flush()
+        os.fsync(self.file.fileno())
         self.rows_written += len(rows)
 
     def close(self) -> None:
@@ -159,7 +154,9 @@ def score_files(model: BundleModel, paths: list[str], out: Path, batch_size: int
                 rows = _score_batch(model, batch, loaded, overlays, summary)
                 writer.write(rows)
                 bar.advance(len(batch), f"{summary.anomalies} anomalies, {summary.errors} errors")
-    except DiskFullError as error:  # from the rows or an overlay: one message that says how to go on
+    except (OSError, DiskFullError) as error:  # rows or an overlay: one message that says how to go on
+        if not is_disk_full(error):
+            raise
         raise DiskFullError(f"{out}: no space left on the device; the {len(writer.done) + writer.rows_written} "
                             f"row(s) written before are kept. Free some space, then run the same command "
                             f"with --resume") from error

@@ -225,15 +225,21 @@ class Trainer:
         for network in (self.generator, self.discriminator, self.extractor):
             network.train()
         try:
-            with progress_bar(total_steps, "training", self.progress, completed=self.step) as bar:
-                while self.epoch < config.epochs:
-                    self._run_epoch(bar)
-        except KeyboardInterrupt:
-            self.save()
-            raise TrainingInterrupted(
-                f"interrupted at epoch {self.epoch + 1}, batch {self.batch_in_epoch}; saved "
-                f"{self.run_dir / CHECKPOINT_NAME}: continue with `adegan train ... --out {self.run_dir} --resume`"
-            ) from None
+            try:
+                with progress_bar(total_steps, "training", self.progress, completed=self.step) as bar:
+                    while self.epoch < config.epochs:
+                        self._run_epoch(bar)
+            except KeyboardInterrupt:
+                self.save()
+                raise TrainingInterrupted(
+                    f"interrupted at epoch {self.epoch + 1}, batch {self.batch_in_epoch}; saved "
+                    f"{self.run_dir / CHECKPOINT_NAME}: continue with `adegan train ... --out {self.run_dir} --resume`"
+                ) from None
+        except (OSError, DiskFullError) as error:  # any write of an epoch end, or of the Ctrl-C save
+            if not is_disk_full(error):
+                raise
+            raise DiskFullError(f"{self.run_dir}: no space left on the device; the last checkpoint is intact. Free "
+                                f"some space, then continue with `adegan train ... --out {self.run_dir} --resume`") from error
         seconds = time.perf_counter() - start_time
         speed = (self.step - start_step) * config.batch_size / max(seconds, 1e-9)
         return TrainResult(self.run_dir, self.epoch, self.step, speed, self.calibration)
@@ -265,15 +271,10 @@ class Trainer:
                   **{f"loss_{k}": round(float(v) / max(count, 1), 5) for k, v in sums.items()},
                   "mu_e": self.calibration.mu_e, "sigma_e": self.calibration.sigma_e,
                   "threshold": self.calibration.threshold}
-        try:
-            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as file:
-                file.write(json.dumps(record) + "\n")
-                file.flush()
-            self.save_sample_grid()
-        except (OSError, DiskFullError) as error:
-            if is_disk_full(error):
-                raise self._disk_full() from error
-            raise
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+            file.flush()
+        self.save_sample_grid()
         self.save()
         self.log(f"epoch {self.epoch}/{self.train_config.epochs}: "
                  + " ".join(f"{k} {record[f'loss_{k}']:.4f}" for k in sums)
@@ -309,14 +310,7 @@ class Trainer:
         }
 
     def save(self) -> None:
-        try:
-            save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.state())
-        except DiskFullError as error:
-            raise self._disk_full() from error
-
-    def _disk_full(self) -> DiskFullError:
-        return DiskFullError(f"{self.run_dir}: no space left on the device; the last checkpoint is intact. "
-                             f"Free some space, then continue with `adegan train ... --out {self.run_dir} --resume`")
+        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.state())
 
     def restore(self, state: dict) -> None:
         for name in ("generator", "discriminator", "extractor"):
