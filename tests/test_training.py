@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -165,6 +166,9 @@ def test_autoencoder_baseline_trains_on_reconstruction_only(synthetic_data, tmp_
         assert torch.equal(state["discriminator"][name], value), name
     record = [line for line in (run_dir / "metrics.jsonl").read_text().splitlines()][-1]
     assert '"loss_recon"' in record and '"loss_sl"' not in record and '"loss_d"' not in record
+    # Its sample grid shows the one pattern code it uses: one row of 10 columns, not K rows.
+    grid = cv2.imread(str(run_dir / "samples" / "epoch_003.png"), cv2.IMREAD_GRAYSCALE)
+    assert grid.shape == (2 * (1 * 34 + 2), 2 * (10 * 34 + 2))
     metrics = evaluate_run(run_dir, str(synthetic_data["test"]), log=lambda m: None)
     # The pattern output is constant (pattern 0, probability 1), so the combined score is a
     # monotone function of the reconstruction error: the same ranking, the same AUC.

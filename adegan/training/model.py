@@ -151,14 +151,15 @@ class Detector(nn.Module):
 
 
 @torch.no_grad()
-def pattern_grid(generator: Generator, noise: torch.Tensor, n_patterns: int) -> torch.Tensor:
+def pattern_grid(generator: Generator, noise: torch.Tensor, n_patterns: int, rows: int | None = None) -> torch.Tensor:
     """G's learned patterns (the paper's Fig. 4) in [0, 1]: row k is pattern k, column j uses
-    noise row j, so (n_patterns * len(noise), C, H, W). Runs G in eval mode, then restores it."""
+    noise row j, so (rows * len(noise), C, H, W), rows = n_patterns unless fewer are asked for
+    (the autoencoder baseline uses pattern 0 only). Runs G in eval mode, then restores it."""
     was_training = generator.training
     generator.eval()
-    columns = noise.shape[0]
-    z_n = noise.repeat(n_patterns, 1)  # (K*columns, d)
-    index = torch.arange(n_patterns, device=noise.device).repeat_interleave(columns)
+    columns, rows = noise.shape[0], rows or n_patterns
+    z_n = noise.repeat(rows, 1)  # (rows*columns, d)
+    index = torch.arange(rows, device=noise.device).repeat_interleave(columns)
     images = (generator(z_n, F.one_hot(index, n_patterns).float()) + 1.0) * 0.5
     generator.train(was_training)
     return images

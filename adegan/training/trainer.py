@@ -281,13 +281,14 @@ class Trainer:
                  + f" | {record['images_per_second']:.0f} img/s | threshold {self.calibration.threshold:.4f}")
 
     def save_sample_grid(self) -> Path:
-        """samples/epoch_NNN.png: one row per pattern, one column per fixed z_n (paper Fig. 4)."""
+        """samples/epoch_NNN.png: one row per pattern, one column per fixed z_n (paper Fig. 4).
+        The autoencoder baseline draws one row: pattern 0, the only code it ever gives G."""
         from adegan.training.plots import save_image_grid
 
-        K = self.model_config.n_patterns
-        images = pattern_grid(self.generator, self.sample_noise, K)
+        rows = 1 if self.train_config.method == "autoencoder" else self.model_config.n_patterns
+        images = pattern_grid(self.generator, self.sample_noise, self.model_config.n_patterns, rows)
         path = self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png"
-        save_image_grid(path, images.cpu().numpy(), rows=K)
+        save_image_grid(path, images.cpu().numpy(), rows=rows)
         return path
 
     def state(self) -> dict:
