@@ -104,6 +104,27 @@ def ablation_table(table: dict) -> list[str]:
     return lines
 
 
+def probe_table(table: dict) -> list[str]:
+    """Variants run on only some classes (quick probes), each beside the default variant on the
+    same classes and seeds, so that a probe is never compared with a mean over other classes."""
+    lines = ["| dataset | tier | variant | classes | combined: probe / default | reconstruction: probe / default "
+             "| pattern: probe / default |", "|---|---|---|---|---|---|---|"]
+    for (dataset, tier, variant), seeds in _in_order(table):
+        baseline = table.get((dataset, tier, "default"), {})
+        classes = sorted(set.intersection(*(set(runs) for runs in seeds.values())))
+        if len(classes) == 10 or variant == "default":
+            continue
+        cells = []
+        for part in ("combined", "reconstruction", "pattern"):
+            probe = [seeds[s][c]["auc"][part] for s in seeds for c in classes]
+            base = [baseline[s][c]["auc"][part] for s in seeds if s in baseline for c in classes
+                    if c in baseline[s]]
+            base_cell = f"{statistics.mean(base):.3f}" if len(base) == len(probe) else "—"
+            cells.append(f"{statistics.mean(probe):.3f} / {base_cell}")
+        lines.append(f"| {dataset} | {tier} | {variant} | {' '.join(map(str, classes))} | " + " | ".join(cells) + " |")
+    return lines if len(lines) > 2 else []
+
+
 def patterns_table(table: dict) -> list[str]:
     lines = []
     for tier in sorted({key[1] for key in table if key[0] == "mnist"}):
@@ -133,6 +154,8 @@ def main() -> None:
              "(`model.eval()`, no model selection). Raw per-run files: `<dataset>/<tier>/<variant>/`.", "",
              "## Means: ablations side by side", "", *ablation_table(table), "",
              "## Number of patterns n_c (paper's Table 2)", "", *patterns_table(table),
+             *(["## Probes on some classes (mean over those classes, beside the default on the same ones)", "",
+                *probe_table(table), ""] if probe_table(table) else []),
              "## Per class", "", *per_class_tables(table)]
     out = args.out or args.results / "SUMMARY.md"
     atomic_write_text(out, "\n".join(lines) + "\n")
