@@ -27,6 +27,7 @@ Variants:
 Examples:
   python benchmarks/leave_one_class_out.py mnist --tier cpu
   python benchmarks/leave_one_class_out.py mnist --tier cpu --variant no-ip --classes 1 9
+  python benchmarks/leave_one_class_out.py mnist --tier cpu --variant budget --max-train-images all --epochs 10
   python benchmarks/leave_one_class_out.py cifar10 --tier full --jobs 4      # on a GPU
 """
 
@@ -104,6 +105,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--seeds", type=int, nargs="+", help="default: the tier's seeds")
     parser.add_argument("--epochs", type=int, help="default: the tier's")
+    parser.add_argument("--max-train-images", help="training normals per run, or 'all' (default: the tier's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (GPU: several small runs fill the device)")
     parser.add_argument("--runs", type=Path, default=Path("runs/loco"), help="where the run directories go")
@@ -115,6 +117,8 @@ def main() -> None:
     args = parser.parse_args()
 
     tier = dict(TIERS[args.tier], **({"epochs": args.epochs} if args.epochs else {}))
+    if args.max_train_images:
+        tier["max_train_images"] = None if args.max_train_images == "all" else int(args.max_train_images)
     train_options, model_options = variant_options(args.variant)
     train_options = {**train_options, **dict(_parse(o) for o in args.train_option)}
     model_options = {**model_options, **dict(_parse(o) for o in args.model_option)}
