@@ -142,11 +142,17 @@ class Detector(nn.Module):
         reconstruction = (self.generator(z_n_hat, pattern_probs) + 1.0) * 0.5
         return reconstruction, pattern_probs
 
-    def forward(self, images: torch.Tensor):
+    def explain(self, images: torch.Tensor):
+        """(reconstruction, recon_error, pattern_probs, residual): forward's outputs plus the
+        reconstruction itself, for reports that show it beside the residual."""
         reconstruction, pattern_probs = self.reconstruct(images)
         difference = images - reconstruction
         recon_error = (difference * difference).mean(dim=(1, 2, 3))
         residual = difference.abs().mean(dim=1, keepdim=True)
+        return reconstruction, recon_error, pattern_probs, residual
+
+    def forward(self, images: torch.Tensor):
+        _, recon_error, pattern_probs, residual = self.explain(images)
         return recon_error, pattern_probs, residual
 
 

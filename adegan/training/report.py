@@ -65,8 +65,7 @@ def _cases_html(detector: Detector, data: EvaluationData, indices: np.ndarray, t
         return f"<h3>{html.escape(title)}</h3><p>{html.escape(empty)}</p>"
     device = next(detector.parameters()).device
     batch = torch.from_numpy(data.images[indices]).to(device).float() / 255.0
-    reconstruction, _ = detector.reconstruct(batch)
-    _, _, residual = detector(batch)
+    reconstruction, _, _, residual = detector.explain(batch)
     batch, reconstruction, residual = batch.cpu().numpy(), reconstruction.cpu().numpy(), residual.cpu().numpy()
     scale = float(residual.max())
     enlarge = max(1, TILE_PIXELS // data.images.shape[-1])
