@@ -36,9 +36,15 @@ def render_overlay(image_bgr: np.ndarray, residual: np.ndarray, score: float, an
     return blended
 
 
-def save_png(path: Path, image_bgr: np.ndarray) -> None:
-    """Write an overlay atomically (cv2.imwrite fails silently: a full disk would go unnoticed)."""
+def encode_png(image_bgr: np.ndarray, what: str = "the image") -> bytes:
+    """An HxW gray or HxWx3 BGR uint8 image as PNG bytes."""
     ok, encoded = require_cv2().imencode(".png", image_bgr)
     if not ok:
-        raise AdeganError(f"{path}: OpenCV could not encode the overlay as PNG")
-    atomic_write_bytes(Path(path), lambda file: file.write(encoded.tobytes()))
+        raise AdeganError(f"OpenCV could not encode {what} as PNG")
+    return encoded.tobytes()
+
+
+def save_png(path: Path, image_bgr: np.ndarray) -> None:
+    """Write an overlay atomically (cv2.imwrite fails silently: a full disk would go unnoticed)."""
+    data = encode_png(image_bgr, f"the overlay {path}")
+    atomic_write_bytes(Path(path), lambda file: file.write(data))

@@ -9,6 +9,7 @@ import numpy as np
 
 from adegan.runtime.deps import require_cv2
 from adegan.runtime.files import atomic_write_bytes
+from adegan.runtime.overlay import encode_png
 
 
 def image_grid(images: np.ndarray, rows: int, pad: int = 2) -> np.ndarray:
@@ -30,10 +31,7 @@ def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     if scale != 1:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise RuntimeError("could not encode a PNG")
-    return encoded.tobytes()
+    return encode_png(image)
 
 
 def save_image_grid(path: Path, images: np.ndarray, rows: int, scale: int = 2) -> None:
