@@ -33,15 +33,23 @@ def load(results: Path) -> dict:
     return table
 
 
+def _complete(seeds: dict) -> dict:
+    """The seeds with all 10 classes done, or every seed when none is complete yet."""
+    complete = {seed: runs for seed, runs in seeds.items() if len(runs) == 10}
+    return complete or seeds
+
+
 def _mean_over_seeds(seeds: dict, part: str) -> tuple[list[float | None], str, int]:
-    """Per-class AUC averaged over seeds, the 'mean ± std' cell, and how many classes are done."""
+    """Per-class AUC averaged over the complete seeds, the 'mean ± std' cell, and how many
+    classes are done (10 once any seed is complete; a seed still running does not hide it)."""
+    seeds = _complete(seeds)
     per_class = []
     for anomaly_class in range(10):
         values = [runs[anomaly_class]["auc"][part] for runs in seeds.values() if anomaly_class in runs]
         per_class.append(statistics.mean(values) if values else None)
     seed_means = [statistics.mean(r["auc"][part] for r in runs.values()) for runs in seeds.values()
                   if len(runs) == 10]
-    done = min(len(runs) for runs in seeds.values())
+    done = max(len(runs) for runs in seeds.values())
     if not seed_means:
         return per_class, "—", done
     cell = f"{statistics.mean(seed_means):.3f}"
@@ -59,7 +67,7 @@ def per_class_tables(table: dict) -> list[str]:
     for (dataset, tier, variant), seeds in _in_order(table):
         rows = next(iter(next(iter(seeds.values())).values()))
         lines += [f"### {dataset}, {tier} tier, {variant}", "",
-                  f"Seeds {sorted(seeds)}; {_budget(rows)}. Command: `{rows['command']}`", "",
+                  f"Seeds {_seed_note(seeds)}; {_budget(rows)}. Command: `{rows['command']}`", "",
                   "| score | " + " | ".join(str(c) for c in range(10)) + " | mean |",
                   "|---|" + "---|" * 11]
         for part, label in PARTS.items():
@@ -70,6 +78,14 @@ def per_class_tables(table: dict) -> list[str]:
             lines.append(f"| paper, Table 1 | {_cells(PAPER_TABLE_1)} | {statistics.mean(PAPER_TABLE_1):.3f} |")
         lines.append("")
     return lines
+
+
+def _seed_note(seeds: dict) -> str:
+    """'0 1 2', or '0 1 (2: 4/10 classes, not in the means)' while a seed is still running."""
+    complete = _complete(seeds)
+    note = " ".join(map(str, sorted(complete)))
+    running = [f"{seed}: {len(runs)}/10 classes" for seed, runs in sorted(seeds.items()) if seed not in complete]
+    return note + (f" ({', '.join(running)}, not in the means)" if running else "")
 
 
 def _in_order(table: dict) -> list:
@@ -93,14 +109,14 @@ def _budget(row: dict) -> str:
 
 
 def ablation_table(table: dict) -> list[str]:
-    lines = ["| dataset | tier | variant | combined | reconstruction only | pattern only | two-sided |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | tier | variant | seeds | combined | reconstruction only | pattern only | two-sided |",
+             "|---|---|---|---|---|---|---|---|"]
     for (dataset, tier, variant), seeds in _in_order(table):
         cells = []
         for part in PARTS:
             _, cell, done = _mean_over_seeds(seeds, part)
             cells.append(cell if done == 10 else f"({done}/10)")
-        lines.append(f"| {dataset} | {tier} | {variant} | " + " | ".join(cells) + " |")
+        lines.append(f"| {dataset} | {tier} | {variant} | {_seed_note(seeds)} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -126,18 +142,22 @@ def probe_table(table: dict) -> list[str]:
 
 
 def patterns_table(table: dict) -> list[str]:
+    """n_c beside the paper's Table 2, each point over the seeds that every n_c has complete
+    (so that a point with more seeds is not compared with one-seed points)."""
     lines = []
     for tier in sorted({key[1] for key in table if key[0] == "mnist"}):
+        runs_by_n = {n: table.get(("mnist", tier, "default" if n == 10 else f"patterns-{n}"))
+                     for n in PAPER_TABLE_2}
+        shared = set.intersection(*(set(_complete(seeds)) for seeds in runs_by_n.values() if seeds) or [set()])
         row = ["| ours, combined |"]
-        for n_patterns in PAPER_TABLE_2:
-            variant = "default" if n_patterns == 10 else f"patterns-{n_patterns}"
-            seeds = table.get(("mnist", tier, variant))
+        for seeds in runs_by_n.values():
             cell = "—"
-            if seeds:
-                _, cell, done = _mean_over_seeds(seeds, "combined")
+            if seeds and shared:
+                _, cell, done = _mean_over_seeds({s: seeds[s] for s in shared if s in seeds}, "combined")
                 cell = cell if done == 10 else f"({done}/10)"
             row.append(f" {cell} |")
-        lines += [f"MNIST, {tier} tier:", "", "| n_c | " + " | ".join(map(str, PAPER_TABLE_2)) + " |",
+        lines += [f"MNIST, {tier} tier, seeds {' '.join(map(str, sorted(shared)))}:", "",
+                  "| n_c | " + " | ".join(map(str, PAPER_TABLE_2)) + " |",
                   "|---|" + "---|" * len(PAPER_TABLE_2), "".join(row),
                   "| paper, Table 2 | " + " | ".join(f"{v:.3f}" for v in PAPER_TABLE_2.values()) + " |", ""]
     return lines
