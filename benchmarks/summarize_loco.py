@@ -121,15 +121,18 @@ def ablation_table(table: dict) -> list[str]:
 
 
 def probe_table(table: dict) -> list[str]:
-    """Variants run on only some classes (quick probes), each beside the default variant on the
-    same classes and seeds, so that a probe is never compared with a mean over other classes."""
-    lines = ["| dataset | tier | variant | classes | combined: probe / default | reconstruction: probe / default "
-             "| pattern: probe / default |", "|---|---|---|---|---|---|---|"]
+    """Variants run on only some classes (quick probes), each beside the full variant of the same
+    method (default, or autoencoder) on the same classes and seeds, so that a probe is never
+    compared with a mean over other classes."""
+    lines = ["| dataset | tier | variant | classes | compared with | combined: probe / that | "
+             "reconstruction: probe / that | pattern: probe / that |", "|---|---|---|---|---|---|---|---|"]
     for (dataset, tier, variant), seeds in _in_order(table):
-        baseline = table.get((dataset, tier, "default"), {})
         classes = sorted(set.intersection(*(set(runs) for runs in seeds.values())))
-        if len(classes) == 10 or variant == "default":
+        if len(classes) == 10 or variant in ("default", "autoencoder"):
             continue
+        method = next(iter(next(iter(seeds.values())).values()))["train_config"].get("method", "adegan")
+        compared = "autoencoder" if method == "autoencoder" else "default"
+        baseline = table.get((dataset, tier, compared), {})
         cells = []
         for part in ("combined", "reconstruction", "pattern"):
             probe = [seeds[s][c]["auc"][part] for s in seeds for c in classes]
@@ -137,7 +140,8 @@ def probe_table(table: dict) -> list[str]:
                     if c in baseline[s]]
             base_cell = f"{statistics.mean(base):.3f}" if len(base) == len(probe) else "—"
             cells.append(f"{statistics.mean(probe):.3f} / {base_cell}")
-        lines.append(f"| {dataset} | {tier} | {variant} | {' '.join(map(str, classes))} | " + " | ".join(cells) + " |")
+        lines.append(f"| {dataset} | {tier} | {variant} | {' '.join(map(str, classes))} | {compared} | "
+                     + " | ".join(cells) + " |")
     return lines if len(lines) > 2 else []
 
 
@@ -174,7 +178,8 @@ def main() -> None:
              "(`model.eval()`, no model selection). Raw per-run files: `<dataset>/<tier>/<variant>/`.", "",
              "## Means: ablations side by side", "", *ablation_table(table), "",
              "## Number of patterns n_c (paper's Table 2)", "", *patterns_table(table),
-             *(["## Probes on some classes (mean over those classes, beside the default on the same ones)", "",
+             *(["## Probes on some classes (mean over those classes, beside the same method's full run on the "
+                 "same ones)", "",
                 *probe_table(table), ""] if probe_table(table) else []),
              "## Per class", "", *per_class_tables(table)]
     out = args.out or args.results / "SUMMARY.md"

@@ -42,7 +42,7 @@ def test_summary_tables_and_probes(tmp_path):
     assert "| ours, combined | — | 0.600 | — | — | 0.690 | — | — |" in patterns
     # The probe is compared with the default on classes 1 and 9 only: (0.62 + 0.78) / 2 = 0.70.
     probes = summarize.probe_table(table)
-    assert probes[2:] == ["| mnist | cpu | sigma-0.3 | 1 9 | 0.800 / 0.700 | 0.700 / 0.600 | 0.500 / 0.500 |"]
+    assert probes[2:] == ["| mnist | cpu | sigma-0.3 | 1 9 | default | 0.800 / 0.700 | 0.700 / 0.600 | 0.500 / 0.500 |"]
 
 
 def test_summary_over_seeds_ignores_a_seed_still_running(tmp_path):
