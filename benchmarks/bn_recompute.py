@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from benchmark_results import save_results
 
-from adegan.runtime.score import Calibration
+from adegan.runtime.score import calibrate
 from adegan.training.data import load_benchmark
 from adegan.training.evaluate import load_detector, summarize
 from adegan.training.trainer import detector_outputs
@@ -42,9 +42,7 @@ def recompute_batchnorm(detector: torch.nn.Module, images_uint8: np.ndarray, bat
 
 def evaluate(detector, data) -> dict:
     """AUCs on the test split, with μ_e and σ_e from the calibration normals (as training does)."""
-    errors, _ = detector_outputs(detector, data.calibration, "cpu")
-    calibration = Calibration(mu_e=float(errors.mean()), sigma_e=float(errors.std(ddof=1)), threshold=0.0,
-                              target_fpr=0.01, score_mode="cdf", n_images=len(errors))
+    calibration = calibrate(*detector_outputs(detector, data.calibration, "cpu"))
     recon_error, pattern_probs = detector_outputs(detector, data.test, "cpu")
     metrics, _ = summarize(data.test_labels, recon_error, pattern_probs, calibration)
     return {"auc": {k: round(v, 4) for k, v in metrics["auc"].items()},
