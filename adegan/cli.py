@@ -31,6 +31,7 @@ class ScoreMode(str, Enum):
 
 
 class Method(str, Enum):
+    memory_bank = "memory-bank"
     adegan = "adegan"
     autoencoder = "autoencoder"
 
@@ -61,7 +62,8 @@ def train(
     anomaly_class: Optional[int] = typer.Option(None, help="Benchmarks: the class held out as the anomaly (0-9)."),
     seed: int = typer.Option(0, help="Seed for the split, initialization and sampling."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs [default: 15; with --resume: the run's own, or a new total]."),
-    image_size: int = typer.Option(32, help="Model input size: 32, 64, 128 or 256."),
+    image_size: Optional[int] = typer.Option(None, help="Model input size: 32, 64, 128 or 256 [default: from the "
+                                             "data: the smallest that holds the images' long side, at most 256]."),
     batch_size: int = typer.Option(64, help="Real images per iteration."),
     patterns: int = typer.Option(10, help="Number of patterns K the generator learns."),
     channels: Optional[int] = typer.Option(None, help="1 (gray) or 3 (colour); default: detected from the data."),
@@ -71,14 +73,22 @@ def train(
     noise_std: float = typer.Option(0.1, help="sigma of z_n ~ N(0, sigma^2) (ClusterGAN's 0.1)."),
     calibration_fraction: float = typer.Option(0.1, help="Share of the normals held out for calibration."),
     target_fpr: float = typer.Option(0.01, help="False-positive rate the threshold is set for."),
-    score_mode: ScoreMode = typer.Option(ScoreMode.cdf, help="Reading of Eq. 9: one-sided CDF or two-sided."),
+    score_mode: Optional[ScoreMode] = typer.Option(None, help="cdf or two-sided: the readings of the paper's Eq. 9; z: "
+                                                   "the standardised distance [default: z for memory-bank, else cdf]."),
     pattern_input: PatternInput = typer.Option(PatternInput.softmax, help="What G gets from E in L_recon."),
     ip_loss: bool = typer.Option(True, "--ip-loss/--no-ip-loss", help="Use L_ip (different-pattern interpolation)."),
     noise_loss_weight: float = typer.Option(1.0, help="Weight of MSE(z_n_hat, z_n) inside L_sl (SPEC: 1)."),
     interpolation: bool = typer.Option(True, "--interpolation/--no-interpolation",
                                        help="Same-pattern interpolation for G."),
-    method: Method = typer.Option(Method.adegan, help="adegan, or autoencoder: the baseline (same E and G "
-                                  "trained on reconstruction only, no patterns)."),
+    method: Method = typer.Option(Method.adegan, help="memory-bank: nearest-normal distance of the image or of "
+                                  "its patches; adegan: the paper's GAN; autoencoder: the same E and G trained on "
+                                  "reconstruction only (a baseline)."),
+    patch_size: Optional[int] = typer.Option(None, help="memory-bank: patch size in px [default: the whole image up "
+                                             "to 64 px, 16 px patches above]."),
+    blur: Optional[float] = typer.Option(None, help="memory-bank: Gaussian blur sigma in px [default: patch size / 32]."),
+    neighbours: Optional[int] = typer.Option(None, help="memory-bank: neighbours averaged [default: 5 whole image, "
+                                             "1 patches]."),
+    bank_size: int = typer.Option(16384, help="memory-bank: most feature rows kept (greedy coreset above it)."),
     max_train_images: Optional[int] = typer.Option(None, help="Subsample the training normals (CPU budgets)."),
     dataset_path: Optional[str] = typer.Option(None, help="Benchmarks: path to the dataset file or folder."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, or cuda[:N]."),
@@ -101,19 +111,25 @@ def train(
             source=source, anomaly_class=anomaly_class, dataset_path=dataset_path, seed=seed, epochs=epochs or 15,
             batch_size=batch_size, calibration_fraction=calibration_fraction, target_fpr=target_fpr,
             use_ip_loss=ip_loss, same_pattern_interpolation=interpolation,
-            pattern_input=pattern_input.value, score_mode=score_mode.value, noise_loss_weight=noise_loss_weight,
+            pattern_input=pattern_input.value, score_mode=score_mode.value if score_mode else None,
+            noise_loss_weight=noise_loss_weight,
             method=method.value, max_train_images=max_train_images, device=device,
         )
+        from adegan.training.config import MemoryBankConfig
+        from adegan.training.data import source_image_size
+
+        bank_config = MemoryBankConfig(patch_size, blur, neighbours, bank_size)
         model_config = None
         if not resume:
-            overrides = {"image_size": image_size, "n_patterns": patterns, "latent_dim": latent_dim,
+            overrides = {"image_size": image_size or source_image_size(source), "n_patterns": patterns,
+                         "latent_dim": latent_dim,
                          "noise_std": noise_std,
                          "channels": channels or source_channels(source)}
             if width is not None:
                 overrides["width"] = width
             model_config = ModelConfig.preset(preset, **overrides)
         result = run_training(model_config, train_config, out, resume=resume, force=force, progress=progress,
-                              resume_epochs=epochs)
+                              resume_epochs=epochs, bank_config=bank_config)
     except AdeganError as error:
         _fail(error)
     summary = {"run_dir": str(result.run_dir), "epochs": result.epochs, "steps": result.steps,

@@ -21,6 +21,10 @@ Variants:
   no-interpolation   without same-pattern interpolation
   autoencoder        baseline: the same E and G trained as a plain autoencoder on L_recon only
                      (no pattern head, no L_sl, no L_ip, no discriminator)
+  memory-bank        the memory-bank detector (nearest-normal distance of blurred pixels)
+
+--baselines adds the simple baselines of baselines.py (PCA, pixel k-NN), computed on the same
+split in the same run, to each result file (under "baselines").
   patterns-K         n_c = K (e.g. patterns-2 ... patterns-14, the paper's Table 2)
   any variant name with --train-option / --model-option for one-off probes
 
@@ -52,6 +56,7 @@ VARIANTS = {
     "no-ip": ({"use_ip_loss": False}, {}),
     "no-interpolation": ({"same_pattern_interpolation": False}, {}),
     "autoencoder": ({"method": "autoencoder"}, {}),
+    "memory-bank": ({"method": "memory-bank"}, {}),
 }
 RESULTS_ROOT = Path("benchmarks/results/loco")
 
@@ -68,6 +73,18 @@ def _parse(option: str) -> tuple[str, object]:
     return key, json.loads(value)
 
 
+def same_split_baselines(model_config, train_config) -> dict:
+    """AUCs of the simple baselines on the run's own split (same seed, class, subsample, size)."""
+    from baselines import baseline_aucs
+
+    from adegan.training.data import load_benchmark
+
+    data = load_benchmark(train_config.source, train_config.anomaly_class, train_config.seed,
+                          model_config.image_size, train_config.calibration_fraction, train_config.dataset_path,
+                          train_config.max_train_images, model_config.channels)
+    return baseline_aucs(data.train, data.test, data.test_labels)
+
+
 def run_one(job: dict) -> dict:
     """Train and evaluate one (variant, seed, class); returns the result row (also saved)."""
     import torch
@@ -82,13 +99,15 @@ def run_one(job: dict) -> dict:
     model_config = ModelConfig(channels=job["channels"], width=job["width"], **job["model_options"])
     train_config = TrainConfig(source=job["dataset"], anomaly_class=job["anomaly_class"], seed=job["seed"],
                                epochs=job["epochs"], max_train_images=job["max_train_images"],
-                               device=job["device"], **job["train_options"])
+                               device=job["device"], dataset_path=job["dataset_path"], **job["train_options"])
     resume = (run_dir / "checkpoint.pt").exists()
     start = time.perf_counter()
     result = train(model_config, train_config, run_dir, resume=resume, force=not resume, progress=False,
                    log=lambda message: None)
     train_seconds = time.perf_counter() - start
     metrics = evaluate_run(run_dir, plots=False, device=job["device"], log=lambda message: None)
+    if job["baselines"]:
+        metrics["baselines"] = same_split_baselines(model_config, train_config)
     row = {"dataset": job["dataset"], "tier": job["tier"], "variant": job["variant"], "seed": job["seed"],
            "anomaly_class": job["anomaly_class"], "train_seconds": round(train_seconds, 1),
            "images_per_second": round(result.images_per_second, 1), "resumed": resume,
@@ -107,6 +126,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="default: the tier's")
     parser.add_argument("--max-train-images", help="training normals per run, or 'all' (default: the tier's)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--baselines", action="store_true", help="also score the simple baselines on each split")
+    parser.add_argument("--dataset-path", help="the dataset file or folder (default: $ADEGAN_DATASETS or the "
+                        "library's default location)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (GPU: several small runs fill the device)")
     parser.add_argument("--runs", type=Path, default=Path("runs/loco"), help="where the run directories go")
     parser.add_argument("--results", type=Path, default=RESULTS_ROOT)
@@ -134,8 +156,8 @@ def main() -> None:
                 "dataset": args.dataset, "tier": args.tier, "variant": args.variant, "seed": seed,
                 "anomaly_class": anomaly_class, "channels": 3 if args.dataset == "cifar10" else 1,
                 "width": tier["width"], "epochs": tier["epochs"], "max_train_images": tier["max_train_images"],
-                "device": args.device, "train_options": train_options, "model_options": model_options,
-                "threads": 0 if args.jobs == 1 else 1,
+                "device": args.device, "dataset_path": args.dataset_path, "train_options": train_options, "model_options": model_options,
+                "threads": 0 if args.jobs == 1 else 1, "baselines": args.baselines,
                 "run_dir": str(args.runs / args.dataset / args.tier / args.variant / f"seed{seed}_class{anomaly_class}"),
                 "result_path": str(result_path),
             })

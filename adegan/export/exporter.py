@@ -83,7 +83,9 @@ def build_manifest(run_dir: Path, state: dict, model_config, train_config, calib
                   "layout": "NCHW", "range": [0.0, 1.0], "channels": C, "image_size": H,
                   "colour_order": "gray" if C == 1 else "RGB",
                   "normalization": "pixel / 255; the graph maps [0, 1] to [-1, 1] itself",
-                  "resize": "cv2.INTER_AREA when shrinking, cv2.INTER_LINEAR when enlarging"},
+                  "resize": "long side to image_size keeping the aspect ratio, short side centred and padded "
+                            "with 0; cv2.INTER_AREA when shrinking, cv2.INTER_LINEAR when enlarging"},
+        "method": train_config.method,
         "outputs": {"recon_error": ["batch"], "pattern_probs": ["batch", model_config.n_patterns],
                     "residual": ["batch", 1, H, H]},
         "n_patterns": model_config.n_patterns,

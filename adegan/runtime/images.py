@@ -1,6 +1,7 @@
 """Image decoding and the one preprocessing function that training and the runtime share.
 
-Pipeline (SPEC §6): OpenCV decode -> BGR->RGB (or gray) -> resize -> uint8 (C, H, W)
+Pipeline: OpenCV decode -> BGR->RGB (or gray) -> resize the long side to the model size,
+keeping the aspect ratio, and pad the short side with black (centred) -> uint8 (C, H, W)
 -> float32 in [0, 1]. The resize interpolation is fixed by direction: `INTER_AREA` when
 shrinking (averages pixels, no aliasing on large camera frames) and `INTER_LINEAR` when
 enlarging (e.g. 28x28 benchmark digits to 32x32). Keeping the uint8 stage lets datasets be
@@ -75,6 +76,15 @@ def is_grayscale(image_bgr: np.ndarray) -> bool:
     )
 
 
+def letterbox_box(height: int, width: int, size: int) -> tuple[int, int, int, int]:
+    """Where an image of height x width lands in the square model input when its long side is
+    resized to `size` and the short side is centred and padded with black: (top, left, h, w).
+    Keeping the aspect ratio matters for long, thin parts (a 256 x 104 photo stays 256 x 104)."""
+    scale = size / max(height, width)
+    new_height, new_width = max(1, round(height * scale)), max(1, round(width * scale))
+    return (size - new_height) // 2, (size - new_width) // 2, new_height, new_width
+
+
 def to_model_uint8(image_bgr: np.ndarray, size: int, channels: int) -> np.ndarray:
     """Convert one BGR image to the model's uint8 layout (C, H, W): RGB or gray, resized.
 
@@ -89,9 +99,12 @@ def to_model_uint8(image_bgr: np.ndarray, size: int, channels: int) -> np.ndarra
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     height, width = converted.shape[:2]
     if (height, width) != (size, size):
-        shrinking = height * width > size * size
-        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-        converted = cv2.resize(converted, (size, size), interpolation=interpolation)
+        top, left, new_height, new_width = letterbox_box(height, width, size)
+        interpolation = cv2.INTER_AREA if max(height, width) > size else cv2.INTER_LINEAR
+        converted = cv2.resize(converted, (new_width, new_height), interpolation=interpolation)
+        if (new_height, new_width) != (size, size):
+            converted = cv2.copyMakeBorder(converted, top, size - new_height - top, left, size - new_width - left,
+                                           cv2.BORDER_CONSTANT, value=0)
     if channels == 1:
         return converted[np.newaxis, :, :]
     return np.ascontiguousarray(converted.transpose(2, 0, 1))

@@ -9,11 +9,12 @@ from pathlib import Path
 from adegan.errors import AdeganError
 from adegan.runtime.deps import require_cv2
 from adegan.runtime.files import atomic_write_bytes
+from adegan.runtime.images import letterbox_box
 
 
 def render_overlay(image_bgr: np.ndarray, residual: np.ndarray, score: float, anomalous: bool,
                    extra: str = "", alpha: float = 0.45, min_width: int = 256, full_scale: float = 0.5) -> np.ndarray:
-    """image (H, W, 3) uint8 BGR + residual (h, w) in [0, 1] -> annotated BGR image.
+    """image (H, W, 3) uint8 BGR + residual (s, s) in [0, 1] at the model size -> annotated BGR image.
 
     The heat-map has a fixed scale (a residual of `full_scale` is full red), so a well
     reconstructed image stays blue instead of being stretched to its own maximum. Small images
@@ -21,6 +22,8 @@ def render_overlay(image_bgr: np.ndarray, residual: np.ndarray, score: float, an
     """
     cv2 = require_cv2()
     height, width = image_bgr.shape[:2]
+    top, left, box_height, box_width = letterbox_box(height, width, residual.shape[0])
+    residual = residual[top:top + box_height, left:left + box_width]  # drop the padding of a non-square image
     if width < min_width:
         scale = int(np.ceil(min_width / width))
         image_bgr = cv2.resize(image_bgr, (width * scale, height * scale), interpolation=cv2.INTER_NEAREST)

@@ -8,6 +8,10 @@ a Jetson is the score that was evaluated on the benchmark.
           or erf(|e - mu_e| / (sigma_e * sqrt(2)))                     mode "two-sided"
     m(x)  max of E's softmax over the K patterns
     A(x)  = 1 - P/K - (1 - P) * m,   in [0, 1 - 1/K], higher = more anomalous
+
+Mode "z" is the standardised error (e - mu_e) / sigma_e alone, unbounded: for detectors with no
+pattern term (the memory bank), where the CDF would squash every clear anomaly onto 1.0 and a
+score in [0, 1 - 1/K] would tie many images at its ceiling.
 """
 
 from __future__ import annotations
@@ -17,9 +21,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-SCORE_MODES = ("cdf", "two-sided")
+SCORE_MODES = ("cdf", "two-sided", "z")
 _SIGMA_FLOOR = 1e-12
 _erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def standardized_error(recon_error: np.ndarray, mu_e: float, sigma_e: float) -> np.ndarray:
+    """(e - mu_e) / sigma_e as float64."""
+    return (np.asarray(recon_error, dtype=np.float64) - mu_e) / max(sigma_e, _SIGMA_FLOOR)
 
 
 def reconstruction_probability(
@@ -28,10 +37,12 @@ def reconstruction_probability(
     """P(x): how far the reconstruction error lies from the calibration errors, in [0, 1]."""
     if mode not in SCORE_MODES:
         raise ValueError(f"score mode must be one of {SCORE_MODES}, got {mode!r}")
-    z = (np.asarray(recon_error, dtype=np.float64) - mu_e) / max(sigma_e, _SIGMA_FLOOR)
+    z = standardized_error(recon_error, mu_e, sigma_e)
     if mode == "cdf":
         return 0.5 * (1.0 + _erf(z / math.sqrt(2.0)))
-    return _erf(np.abs(z) / math.sqrt(2.0))
+    if mode == "two-sided":
+        return _erf(np.abs(z) / math.sqrt(2.0))
+    raise ValueError("mode z has no probability: it is the standardised error itself")
 
 
 def abnormality_score(
@@ -47,6 +58,8 @@ def abnormality_score(
         raise ValueError(
             f"pattern_probs must be (N, K) matching recon_error (N,), got {probs.shape}"
         )
+    if mode == "z":
+        return standardized_error(recon_error, mu_e, sigma_e)
     n_patterns = probs.shape[1]
     p = reconstruction_probability(recon_error, mu_e, sigma_e, mode)
     m = probs.max(axis=1)

@@ -13,7 +13,8 @@ from adegan.runtime.score import SCORE_MODES
 
 IMAGE_SIZES = (32, 64, 128, 256)
 PATTERN_INPUTS = ("softmax", "hard")
-METHODS = ("adegan", "autoencoder")
+METHODS = ("memory-bank", "adegan", "autoencoder")
+WHOLE_IMAGE_MAX_SIZE = 64  # up to this size a memory bank compares whole images, above it patches
 
 
 def _from_dict(cls, data: dict, what: str):
@@ -68,6 +69,57 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class MemoryBankConfig:
+    """The memory-bank detector (`--method memory-bank`): features, neighbours, bank size.
+
+    `patch_size` None picks from the image size: the whole image up to 64 px, 16 px patches above
+    (a small defect on a large photo needs local evidence). `blur` None is 1 px of Gaussian sigma
+    per 32 px of patch, so a 32 px digit gets sigma 1 and a 16 px patch 0.5: enough to forgive a
+    one-pixel shift, too little to erase a thin crack. `neighbours` None is 5 for whole images
+    (an average over a few neighbours is steadier) and 1 for patches (one close normal patch is
+    enough to explain a patch). Banks above `bank_size` rows are reduced by greedy coreset.
+    """
+
+    patch_size: int | None = None
+    blur: float | None = None
+    neighbours: int | None = None
+    bank_size: int = 16384
+
+    def __post_init__(self):
+        if self.patch_size is not None and self.patch_size < 2:
+            raise UsageError(f"patch size must be at least 2 px, got {self.patch_size}")
+        if self.blur is not None and not self.blur >= 0:
+            raise UsageError(f"blur must be >= 0 (Gaussian sigma in pixels), got {self.blur}")
+        if self.neighbours is not None and self.neighbours < 1:
+            raise UsageError(f"neighbours must be at least 1, got {self.neighbours}")
+        if self.bank_size < 1:
+            raise UsageError(f"bank size must be at least 1, got {self.bank_size}")
+
+    def patch_geometry(self, image_size: int) -> tuple[int, int]:
+        """(patch size, stride) for this image size; a patch the size of the image = whole image."""
+        if self.patch_size is None:
+            patch = image_size if image_size <= WHOLE_IMAGE_MAX_SIZE else 16
+        else:
+            patch = min(self.patch_size, image_size)
+        return patch, (image_size if patch == image_size else max(1, patch // 2))
+
+    def sigma(self, image_size: int) -> float:
+        return self.patch_geometry(image_size)[0] / 32.0 if self.blur is None else float(self.blur)
+
+    def k(self, image_size: int) -> int:
+        if self.neighbours is not None:
+            return self.neighbours
+        return 5 if self.patch_geometry(image_size)[0] == image_size else 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MemoryBankConfig":
+        return _from_dict(cls, data, "memory-bank config")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """How to train (SPEC §2). Loss weights default to (1, 1, 10) gray / (1, 10, 10) colour."""
 
@@ -90,7 +142,7 @@ class TrainConfig:
     interpolation_draws: int = 3  # t >= 2 draws per same-pattern interpolation
     pattern_input: str = "softmax"  # what G receives from E in L_recon: softmax or hard one-hot
     noise_loss_weight: float = 1.0  # weight of MSE(z_n_hat, z_n) inside L_sl (SPEC: 1)
-    score_mode: str = "cdf"
+    score_mode: str | None = None  # None: "z" for the memory bank, "cdf" (the paper's Eq. 9) otherwise
     # "autoencoder": the baseline of the benchmarks. The same E and G trained as a plain
     # autoencoder on L_recon only (no discriminator, no pattern head, no L_sl, no L_ip).
     method: str = "adegan"
@@ -112,6 +164,8 @@ class TrainConfig:
             raise UsageError(f"pattern_input must be one of {PATTERN_INPUTS}, got {self.pattern_input!r}")
         if self.method not in METHODS:
             raise UsageError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.score_mode is None:
+            object.__setattr__(self, "score_mode", "z" if self.method == "memory-bank" else "cdf")
         if self.score_mode not in SCORE_MODES:
             raise UsageError(f"score mode must be one of {SCORE_MODES}, got {self.score_mode!r}")
         if self.interpolation_draws < 2:

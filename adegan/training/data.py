@@ -15,6 +15,8 @@ import numpy as np
 
 from adegan.errors import UsageError
 from adegan.runtime.images import (
+    ImageDecodeError,
+    read_image,
     detect_channels,
     gray_to_model_uint8,
     list_images,
@@ -256,6 +258,32 @@ def source_channels(source: str) -> int:
         return DATASETS[source]["channels"]
     paths = list_images(source) if Path(source).is_dir() else []
     return detect_channels(paths) if paths else 1
+
+
+def source_image_size(source: str, sample: int = 16) -> int:
+    """The model size a source needs: the smallest of IMAGE_SIZES that holds the long side of
+    its images (the median over the first readable ones), capped at the largest. Benchmarks
+    (28 and 32 px) get 32."""
+    from adegan.training.config import IMAGE_SIZES
+
+    if is_benchmark(source) or not Path(source).is_dir():
+        return IMAGE_SIZES[0]
+    sides = []
+    for path in list_images(source):
+        try:
+            sides.append(max(read_image(path).shape[:2]))
+        except ImageDecodeError:
+            continue
+        if len(sides) >= sample:
+            break
+    return image_size_for(float(np.median(sides))) if sides else IMAGE_SIZES[0]
+
+
+def image_size_for(long_side: float) -> int:
+    """The smallest model size that holds `long_side` pixels, capped at the largest."""
+    from adegan.training.config import IMAGE_SIZES
+
+    return next((size for size in IMAGE_SIZES if size >= long_side), IMAGE_SIZES[-1])
 
 
 def load_source(config, image_size: int, channels: int, log=print) -> DataSplit:

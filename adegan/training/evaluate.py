@@ -32,6 +32,12 @@ def load_detector(run_dir: Path, device: str = "auto"):
     if state.get("calibration") is None:
         raise UsageError(f"{run_dir}: the run has not finished an epoch yet, so it has no calibration; "
                          f"train at least one epoch (`adegan train ... --resume`)")
+    if train_config.method == "memory-bank":
+        from adegan.training import memory_bank
+
+        bank_config = memory_bank.config_from_state(state, run_dir)
+        detector = memory_bank.detector_from_state(model_config, bank_config, state["memory_bank"])
+        return detector.to(resolve_device(device)), model_config, train_config, Calibration.from_dict(state["calibration"]), state
     generator, extractor = Generator(model_config), Extractor(model_config)
     generator.load_state_dict(state["generator"])
     extractor.load_state_dict(state["extractor"])

@@ -82,7 +82,8 @@ def _cases_html(detector: Detector, data: EvaluationData, indices: np.ndarray, t
             f"recon error {data.scores['reconstruction'][index]:.5f}<br>"
             f"pattern {int(probs.argmax())} (p = {probs.max():.2f})</td></tr>"
         )
-    header = "<tr><th>input</th><th>reconstruction</th><th>|residual|</th><th></th></tr>"
+    header = (f"<tr><th>input</th><th>{html.escape(getattr(detector, 'reference_name', 'reconstruction'))}</th>"
+              f"<th>{html.escape(getattr(detector, 'evidence_name', '|residual|'))}</th><th></th></tr>")
     return (f"<h3>{html.escape(title)}</h3><p class=note>Residual heat-maps share one scale "
             f"(white = {scale:.3f}).</p><table class=cases>{header}{''.join(rows)}</table>")
 
@@ -111,6 +112,8 @@ def _numbers_html(metrics: dict) -> str:
 def _patterns_html(detector: Detector, model_config, method: str) -> str:
     if method == "autoencoder":
         return "<p>This run is the autoencoder baseline: it has no patterns.</p>"
+    if method == "memory-bank":
+        return "<p>This run is a memory bank of normal features: it has no patterns.</p>"
     from adegan.training.trainer import grid_noise
 
     device = next(detector.parameters()).device

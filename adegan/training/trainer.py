@@ -55,6 +55,7 @@ def detector_outputs(detector: Detector, images_uint8: np.ndarray, device, batch
     """Run the detector (eval mode) over uint8 images: recon_error (N,), pattern_probs (N, K),
     and with `with_residual` also residual (N, 1, H, W) (left out by default: it is large)."""
     detector.eval()
+    batch_size = min(batch_size, getattr(detector, "max_batch", batch_size))  # a memory bank's memory bound
     keep = 3 if with_residual else 2
     parts: list[list[np.ndarray]] = [[] for _ in range(keep)]
     for start in range(0, len(images_uint8), batch_size):
@@ -62,6 +63,14 @@ def detector_outputs(detector: Detector, images_uint8: np.ndarray, device, batch
         for part, output in zip(parts, detector(batch)):
             part.append(output.cpu().numpy())
     return tuple(np.concatenate(part) for part in parts)
+
+
+def calibration_sample(calibration_images: np.ndarray) -> torch.Tensor:
+    """A fixed slice of the calibration set (about 4 MB) that travels in the checkpoint, so that
+    export can check ONNX/TensorRT parity on real normal images without the training data."""
+    per_image = calibration_images[0].nbytes if len(calibration_images) else 1
+    keep = min(len(calibration_images), max(16, CALIBRATION_SAMPLE_BYTES // per_image))
+    return torch.from_numpy(np.ascontiguousarray(calibration_images[:keep]))
 
 
 def grid_noise(model_config: ModelConfig, columns: int = 10) -> torch.Tensor:
@@ -108,11 +117,7 @@ class Trainer:
             )
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.calibration: Calibration | None = None
-        # A fixed slice of the calibration set travels in the checkpoint, so that export can
-        # check ONNX/TensorRT parity on real normal images without the training data.
-        per_image = data.calibration[0].nbytes if len(data.calibration) else 1
-        keep = min(len(data.calibration), max(16, CALIBRATION_SAMPLE_BYTES // per_image))
-        self.calibration_sample = torch.from_numpy(np.ascontiguousarray(data.calibration[:keep]))
+        self.calibration_sample = calibration_sample(data.calibration)
         self.sample_noise = grid_noise(model_config).to(self.device)
 
     # ----- sampling -------------------------------------------------------------------------
@@ -327,10 +332,11 @@ class Trainer:
 
 def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: Path,
           resume: bool = False, force: bool = False, log=default_log, progress: bool = True,
-          resume_epochs: int | None = None) -> TrainResult:
+          resume_epochs: int | None = None, bank_config=None) -> TrainResult:
     """Load the data, train (or resume), calibrate and checkpoint; see `adegan train --help`.
 
     Resuming uses the run's saved configs; `resume_epochs` may set a new total of epochs.
+    The memory-bank method is built in one pass (`memory_bank.fit`) instead of trained.
     """
     from adegan.training.checkpoint import prepare_run_dir
     from adegan.training.data import load_source
@@ -348,6 +354,12 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: Path,
         log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']}")
     data = load_source(train_config, model_config.image_size, model_config.channels, log)
     log(f"data: {json.dumps(data.info)}")
+    if train_config.method == "memory-bank":
+        from adegan.training import memory_bank
+
+        if state is not None:
+            bank_config = memory_bank.config_from_state(state, run_dir)
+        return memory_bank.fit(model_config, train_config, bank_config, data, run_dir, log)
     trainer = Trainer(model_config, train_config, data, run_dir, log, progress)
     if state is not None:
         trainer.restore(state)

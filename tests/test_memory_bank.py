@@ -1,0 +1,135 @@
+"""The memory-bank detector: bank building, both feature layouts, the CLI path to a deployed
+bundle, and agreement between evaluate (torch) and the torch-free runtime."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from adegan.cli import app  # noqa: E402
+from adegan.errors import UsageError  # noqa: E402
+from adegan.runtime.model import BundleModel  # noqa: E402
+from adegan.runtime.images import read_image  # noqa: E402
+from adegan.training.config import MemoryBankConfig, ModelConfig  # noqa: E402
+from adegan.training.memory_bank import MemoryBankDetector, build_detector, greedy_coreset  # noqa: E402
+from adegan.training.trainer import detector_outputs  # noqa: E402
+
+runner = CliRunner()
+
+
+def texture(rng, height: int, width: int) -> np.ndarray:
+    """A 'good surface': smooth grain, a few shades of gray."""
+    noise = rng.normal(128, 18, (height // 4, width // 4)).astype(np.float32)
+    return np.clip(cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+
+
+def cracked(rng, height: int, width: int) -> np.ndarray:
+    """The same surface with a thin dark scratch covering about 1 % of it."""
+    image = texture(rng, height, width)
+    y, x = int(rng.integers(20, height - 20)), int(rng.integers(5, width - 40))
+    cv2.line(image, (x, y), (x + 30, y + int(rng.integers(-3, 4))), 20, 2)
+    return image
+
+
+def test_greedy_coreset_keeps_the_rare_rows():
+    common = torch.zeros(500, 4) + torch.randn(500, 4) * 0.01
+    rare = torch.tensor([[5.0, 0, 0, 0], [0, 5.0, 0, 0]])
+    chosen = greedy_coreset(torch.cat([common, rare]), 3, seed=0, candidates_per_row=1000)
+    assert {500, 501} <= set(chosen.tolist())
+
+
+def test_whole_image_layout_finds_the_nearest_normal():
+    config = ModelConfig(image_size=32, channels=1)
+    rng = np.random.default_rng(0)
+    normals = rng.integers(0, 255, (20, 1, 32, 32), dtype=np.uint8)
+    detector, facts = build_detector(config, MemoryBankConfig(neighbours=1), normals, "cpu")
+    assert detector.whole_image and facts.rows_kept == 20
+    images = torch.from_numpy(normals[:3]).float() / 255
+    reference, distance, probs, residual = detector.explain(images)
+    assert distance.abs().max() < 1e-5  # a bank image is at distance 0 from itself
+    assert torch.allclose(probs, torch.nn.functional.one_hot(torch.zeros(3, dtype=torch.long), 10).float())
+    assert residual.shape == (3, 1, 32, 32) and float(residual.max()) < 1e-3
+
+
+def test_patch_layout_localises_a_small_defect():
+    rng = np.random.default_rng(1)
+    config = ModelConfig(image_size=128, channels=1)
+    normals = np.stack([texture(rng, 128, 128)[None] for _ in range(24)])
+    detector, facts = build_detector(config, MemoryBankConfig(bank_size=2000), normals, "cpu")
+    assert not detector.whole_image and facts.rows_seen == 24 * 15 * 15 and facts.rows_kept == 2000
+    good = np.stack([texture(rng, 128, 128)[None] for _ in range(10)])
+    bad = np.stack([cracked(rng, 128, 128)[None] for _ in range(10)])
+    distance, _ = detector_outputs(detector, np.concatenate([good, bad]), "cpu")
+    assert distance[10:].min() > distance[:10].max()
+
+
+def test_the_bank_bounds_its_batch_by_memory():
+    config = ModelConfig(image_size=256, channels=1)
+    detector = MemoryBankDetector(config, MemoryBankConfig(), torch.zeros(16384, 256))
+    assert detector.max_batch * 31 * 31 * 16384 * 4 <= 256 << 20 and detector.max_batch >= 1
+
+
+def test_bad_memory_bank_options_are_refused():
+    for options in ({"patch_size": 1}, {"blur": -1.0}, {"neighbours": 0}, {"bank_size": 0}):
+        with pytest.raises(UsageError):
+            MemoryBankConfig(**options)
+
+
+@pytest.fixture(scope="module")
+def photo_folders(tmp_path_factory):
+    """Non-square 'photos' (200 x 80): train/ good surfaces, test/good and test/crack."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(2)
+    for folder, maker, count in (("train", texture, 100), ("test/good", texture, 12), ("test/crack", cracked, 12)):
+        (root / folder).mkdir(parents=True)
+        for i in range(count):
+            cv2.imwrite(str(root / folder / f"{i:03d}.png"), maker(rng, 200, 80))
+    return root
+
+
+def test_cli_train_export_score_on_photos(photo_folders, tmp_path):
+    run, bundle, results = tmp_path / "run", tmp_path / "bundle", tmp_path / "scores.csv"
+    trained = runner.invoke(app, ["train", str(photo_folders / "train"), "--out", str(run), "--method",
+                                  "memory-bank", "--bank-size", "3000", "--no-progress", "--json"])
+    assert trained.exit_code == 0, trained.output
+    config = (run / "config.json").read_text()
+    assert '"image_size": 256' in config  # chosen from the 200 px long side
+    evaluated = runner.invoke(app, ["evaluate", str(run), str(photo_folders / "test"), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    exported = runner.invoke(app, ["export", str(run), "--out", str(bundle), "--fp16"])
+    assert exported.exit_code == 0, exported.output
+    scored = runner.invoke(app, ["score", str(photo_folders / "test"), "--model", str(bundle), "--out",
+                                 str(results), "--no-progress", "--overlays", str(tmp_path / "overlays")])
+    assert scored.exit_code == 0, scored.output
+    import csv
+    import json
+
+    metrics = json.loads(evaluated.output[evaluated.output.index("{"):])
+    assert metrics["auc"]["combined"] > 0.95 and metrics["score_mode"] == "z"
+    rows = list(csv.DictReader(open(results)))
+    runtime = {Path(r["path"]).name + Path(r["path"]).parent.name: float(r["score"]) for r in rows}
+    flagged = [r for r in rows if r["verdict"] == "anomaly"]
+    assert sum("crack" in r["path"] for r in flagged) >= 10 and sum("good" in r["path"] for r in flagged) <= 2
+    evaluated_rows = list(csv.DictReader(open(run / "evaluation" / "scores.csv")))
+    torch_scores = np.array([float(r["score"]) for r in evaluated_rows])
+    onnx_scores = np.array([runtime[Path(r["image"]).name + Path(r["image"]).parent.name] for r in evaluated_rows])
+    assert np.abs(torch_scores - onnx_scores).max() < 1e-3  # the runtime reproduces evaluate's score
+    overlay = read_image(next((tmp_path / "overlays").iterdir()))
+    assert overlay.shape[0] > overlay.shape[1]  # the overlay keeps the photo's tall shape
+
+
+def test_runtime_model_reads_a_memory_bank_bundle(photo_folders, tmp_path):
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    assert runner.invoke(app, ["train", str(photo_folders / "train"), "--out", str(run), "--method", "memory-bank",
+                               "--image-size", "128", "--no-progress"]).exit_code == 0
+    assert runner.invoke(app, ["export", str(run), "--out", str(bundle)]).exit_code == 0
+    model = BundleModel(bundle)
+    image = read_image(next((photo_folders / "test" / "crack").iterdir()))
+    scores = model.score_uint8(model.preprocess(image)[None])
+    assert scores.outputs.residual.shape == (1, 1, 128, 128) and np.isfinite(scores.score).all()
