@@ -80,7 +80,7 @@ def train(
     noise_loss_weight: float = typer.Option(1.0, help="Weight of MSE(z_n_hat, z_n) inside L_sl (SPEC: 1)."),
     interpolation: bool = typer.Option(True, "--interpolation/--no-interpolation",
                                        help="Same-pattern interpolation for G."),
-    method: Method = typer.Option(Method.adegan, help="memory-bank: nearest-normal distance of the image or of "
+    method: Method = typer.Option(Method.memory_bank, help="memory-bank: nearest-normal distance of the image or of "
                                   "its patches; adegan: the paper's GAN; autoencoder: the same E and G trained on "
                                   "reconstruction only (a baseline)."),
     patch_size: Optional[int] = typer.Option(None, help="memory-bank: patch size in px [default: the whole image up "

@@ -19,11 +19,19 @@ per defect type). Every method sees the same folds, in the same run:
   --cli         also the real command-line path per fold: adegan train -> export -> score on
                 PNG folders written to a temporary directory, AUC from score's CSV
 
+--validate replaces the test images by a validation set made from training normals only, so a
+recipe can be chosen without looking at the real defects: each fold's training normals are split
+80/20, the detector is built on the 80 %, and the 20 % are scored as they are and with one
+synthetic defect each (a thin dark or bright scratch, a blob of changed brightness, or a patch
+cut from another normal image and pasted elsewhere; 0.2-2 % of the image). --bank-option
+KEY=VALUE changes a MemoryBankConfig field of the product for such probes.
+
 One JSON per seed under --results (resumable: a finished seed is skipped).
 
 Examples:
   python benchmarks/defect_benchmark.py --npz data/kolektorsdd_256.npz --name kolektorsdd --seeds 0 1 2
   python benchmarks/defect_benchmark.py --folder my_line_photos --name line3 --folds 4 --cli
+  python benchmarks/defect_benchmark.py --npz data/kolektorsdd_256.npz --name val-p8 --validate --bank-option patch_size=8
 """
 
 from __future__ import annotations
@@ -89,14 +97,59 @@ def model_images(images: list, size: int, channels: int) -> np.ndarray:
     return np.stack([to_model_uint8(image, size, channels) for image in images])
 
 
-def product_scores(train: np.ndarray, test: np.ndarray, image_size: int, channels: int, seed: int) -> np.ndarray:
+def synthetic_defect(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One model-size uint8 (C, S, S) image with one synthetic defect covering about 0.2-2 % of
+    its content: a scratch, a blob, or a pasted patch of another normal image."""
+    import cv2
+
+    out = np.ascontiguousarray(image.transpose(1, 2, 0)).copy()
+    content = np.argwhere(out.max(axis=2) > 0)  # stay on the part, not on letterbox padding
+    (top, left), (bottom, right) = content.min(0), content.max(0)
+    area = (bottom - top + 1) * (right - left + 1)
+    side = int(np.sqrt(area * rng.uniform(0.002, 0.02)))
+    y, x = int(rng.integers(top, max(top + 1, bottom - side))), int(rng.integers(left, max(left + 1, right - side)))
+    kind = rng.choice(["scratch", "blob", "paste"])
+    if kind == "scratch":
+        length = int(side * rng.uniform(2, 4))
+        angle = rng.uniform(0, np.pi)
+        end = (int(x + length * np.cos(angle)), int(y + length * np.sin(angle)))
+        shade = int(rng.choice([rng.integers(0, 40), rng.integers(215, 256)]))
+        cv2.line(out, (x, y), end, (shade,) * out.shape[2], int(rng.integers(1, 3)))
+    elif kind == "blob":
+        mask = np.zeros(out.shape[:2], np.uint8)
+        cv2.ellipse(mask, (x + side // 2, y + side // 2), (max(1, side // 2), max(1, side // 4)),
+                    float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        shift = rng.choice([-1, 1]) * rng.uniform(30, 70)
+        out = np.where(mask[:, :, None] > 0, np.clip(out.astype(np.float32) + shift, 0, 255), out).astype(np.uint8)
+    else:
+        source = np.ascontiguousarray(donor.transpose(1, 2, 0))
+        sy, sx = int(rng.integers(top, max(top + 1, bottom - side))), int(rng.integers(left, max(left + 1, right - side)))
+        out[y:y + side, x:x + side] = np.rot90(source[sy:sy + side, sx:sx + side], int(rng.integers(1, 4)))[:side, :side] \
+            if side > 0 else out[y:y + side, x:x + side]
+    return out.reshape(out.shape[0], out.shape[1], -1).transpose(2, 0, 1)
+
+
+def validation_split(images: np.ndarray, train_index: np.ndarray, seed: int):
+    """(bank images, validation images, labels, kinds) from training normals only."""
+    rng = np.random.default_rng(seed + 1000)
+    order = rng.permutation(train_index)
+    held = order[:max(2, len(order) // 5)]
+    bank = order[len(held):]
+    defects = [synthetic_defect(images[i], images[rng.choice(bank)], rng) for i in held]
+    validation = np.concatenate([images[held], np.stack(defects)])
+    labels = np.concatenate([np.zeros(len(held), np.int64), np.ones(len(held), np.int64)])
+    return images[bank], validation, labels, ["good"] * len(held) + ["synthetic"] * len(held)
+
+
+def product_scores(train: np.ndarray, test: np.ndarray, image_size: int, channels: int, seed: int,
+                   bank_options: dict | None = None) -> np.ndarray:
     """The default detector of `adegan train`, built on the training normals, test distances."""
     from adegan.training.config import MemoryBankConfig, ModelConfig
     from adegan.training.memory_bank import build_detector
     from adegan.training.trainer import detector_outputs
 
     model_config = ModelConfig(image_size=image_size, channels=channels)
-    detector, _ = build_detector(model_config, MemoryBankConfig(), train, "cpu", seed)
+    detector, _ = build_detector(model_config, MemoryBankConfig(**(bank_options or {})), train, "cpu", seed)
     distance, _ = detector_outputs(detector, test, "cpu")
     return distance
 
@@ -152,17 +205,20 @@ def run_seed(data: dict, args, seed: int) -> dict:
     for fold, test_index in enumerate(folds):
         train_index = np.setdiff1d(np.flatnonzero(data["labels"] == 0), test_index)
         labels, kinds = data["labels"][test_index], [data["kinds"][i] for i in test_index]
+        train_images, test_images = images[train_index], images[test_index]
+        if args.validate:
+            train_images, test_images, labels, kinds = validation_split(images, train_index, seed * 100 + fold)
         if labels.min() == labels.max():
             print(f"seed {seed} fold {fold}: only one class in test, skipped", flush=True)
             continue
         start = time.perf_counter()
-        scores = {"product": product_scores(images[train_index], images[test_index], image_size, channels, seed)}
+        scores = {"product": product_scores(train_images, test_images, image_size, channels, seed, args.bank_options)}
         seconds = {"product": time.perf_counter() - start}
         start = time.perf_counter()
-        scores.update(baseline_scores(images[train_index], images[test_index]))
+        scores.update(baseline_scores(train_images, test_images))
         seconds["baselines"] = time.perf_counter() - start
         extra = {}
-        if args.cli:
+        if args.cli and not args.validate:
             scores["cli"], extra = cli_scores(data, train_index, test_index, seed)
         for name, values in scores.items():
             per_method.setdefault(name, []).append({"fold": fold, **aucs_for(labels, kinds, values)})
@@ -173,7 +229,8 @@ def run_seed(data: dict, args, seed: int) -> dict:
                                                          if not k.startswith("_")}}), flush=True)
     summary = {name: {"mean_auc": round(float(np.mean([r["auc"] for r in rows])), 4)}
                for name, rows in per_method.items() if not name.startswith("_")}
-    return {"seed": seed, "image_size": image_size, "channels": channels, "folds": args.folds,
+    return {"seed": seed, "validation": bool(args.validate), "bank_options": args.bank_options,
+            "image_size": image_size, "channels": channels, "folds": args.folds,
             "grouped": data["groups"] is not None, "dropped_duplicates": data["dropped_duplicates"],
             "summary": summary, "per_fold": per_method}
 
@@ -189,8 +246,13 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--image-size", type=int, help="default: chosen from the data as adegan train does")
     parser.add_argument("--cli", action="store_true", help="also run adegan train/export/score per fold")
+    parser.add_argument("--validate", action="store_true", help="score synthetic defects on held-out training "
+                        "normals instead of the test images (for choosing a recipe)")
+    parser.add_argument("--bank-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a MemoryBankConfig field for the product, value as JSON (e.g. patch_size=8)")
     parser.add_argument("--results", type=Path, default=RESULTS_ROOT)
     args = parser.parse_args()
+    args.bank_options = {key: json.loads(value) for key, _, value in (o.partition("=") for o in args.bank_option)}
     data = load_npz(args.npz) if args.npz else load_folder(args.folder)
     for seed in args.seeds:
         path = args.results / args.name / f"seed{seed}.json"

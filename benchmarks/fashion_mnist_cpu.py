@@ -52,7 +52,7 @@ def main() -> None:
     for anomaly_class in args.classes:
         run_dir = args.runs / f"class{anomaly_class}"
         model_config = ModelConfig(channels=1, width=args.width, **model_options)
-        train_config = TrainConfig(source="fashion-mnist", anomaly_class=anomaly_class, seed=args.seed,
+        train_config = TrainConfig(source="fashion-mnist", anomaly_class=anomaly_class, seed=args.seed, method="adegan",
                                    epochs=args.epochs, max_train_images=args.max_train_images, **train_options)
         start = time.perf_counter()
         result = train(model_config, train_config, run_dir, force=True, progress=False)

@@ -16,7 +16,7 @@ Tiers (stated in every result file):
   full  all training normals, 15 epochs, width 64 (the default model), seeds 0 1 2: for a GPU
 
 Variants:
-  default            SPEC defaults
+  default            ADe-GAN with the paper's defaults (--method adegan)
   no-ip              without L_ip (alpha = 0)
   no-interpolation   without same-pattern interpolation
   autoencoder        baseline: the same E and G trained as a plain autoencoder on L_recon only
@@ -52,9 +52,9 @@ TIERS = {
     "full": {"max_train_images": None, "epochs": 15, "width": 64, "seeds": [0, 1, 2]},
 }
 VARIANTS = {
-    "default": ({}, {}),
-    "no-ip": ({"use_ip_loss": False}, {}),
-    "no-interpolation": ({"same_pattern_interpolation": False}, {}),
+    "default": ({"method": "adegan"}, {}),
+    "no-ip": ({"method": "adegan", "use_ip_loss": False}, {}),
+    "no-interpolation": ({"method": "adegan", "same_pattern_interpolation": False}, {}),
     "autoencoder": ({"method": "autoencoder"}, {}),
     "memory-bank": ({"method": "memory-bank"}, {}),
 }
@@ -64,8 +64,8 @@ RESULTS_ROOT = Path("benchmarks/results/loco")
 def variant_options(name: str) -> tuple[dict, dict]:
     """(TrainConfig changes, ModelConfig changes) of a named variant."""
     if name.startswith("patterns-"):
-        return {}, {"n_patterns": int(name.removeprefix("patterns-"))}
-    return VARIANTS.get(name, ({}, {}))
+        return {"method": "adegan"}, {"n_patterns": int(name.removeprefix("patterns-"))}
+    return VARIANTS.get(name, ({"method": "adegan"}, {}))
 
 
 def _parse(option: str) -> tuple[str, object]:

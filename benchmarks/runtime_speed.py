@@ -33,7 +33,7 @@ def make_bundle(work: Path) -> Path:
     from adegan.training.config import ModelConfig, TrainConfig
     from adegan.training.trainer import train
 
-    train(ModelConfig(), TrainConfig(source="samples/fashion-mnist/train", epochs=1, max_train_images=640),
+    train(ModelConfig(), TrainConfig(source="samples/fashion-mnist/train", epochs=1, max_train_images=640, method="adegan"),
           work / "run", progress=False, log=lambda m: None)
     export_run(work / "run", ExportOptions(out=work / "bundle"), log=lambda m: None)
     return work / "bundle"

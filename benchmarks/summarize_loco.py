@@ -21,7 +21,14 @@ PAPER_TABLE_1 = [0.971, 0.768, 0.967, 0.923, 0.888, 0.941, 0.928, 0.886, 0.947, 
 PAPER_TABLE_2 = {2: 0.801, 4: 0.856, 6: 0.876, 8: 0.883, 10: 0.907, 12: 0.899, 14: 0.880}
 PARTS = {"combined": "combined (as deployed)", "reconstruction": "reconstruction only",
          "pattern": "pattern only (1 − m)", "combined_two-sided": "combined, two-sided Eq. 9"}
-VARIANT_ORDER = ["default", "no-ip", "no-interpolation", "autoencoder"]
+VARIANT_ORDER = ["memory-bank", "default", "no-ip", "no-interpolation", "autoencoder"]
+
+
+def _value(row: dict, part: str) -> float:
+    """An AUC of a row: a score part ("combined") or a baseline ("baselines/knn-cos-5")."""
+    if part.startswith("baselines/"):
+        return row["baselines"][part.split("/", 1)[1]]
+    return row["auc"][part]
 
 
 def load(results: Path) -> dict:
@@ -45,9 +52,9 @@ def _mean_over_seeds(seeds: dict, part: str) -> tuple[list[float | None], str, i
     seeds = _complete(seeds)
     per_class = []
     for anomaly_class in range(10):
-        values = [runs[anomaly_class]["auc"][part] for runs in seeds.values() if anomaly_class in runs]
+        values = [_value(runs[anomaly_class], part) for runs in seeds.values() if anomaly_class in runs]
         per_class.append(statistics.mean(values) if values else None)
-    seed_means = [statistics.mean(r["auc"][part] for r in runs.values()) for runs in seeds.values()
+    seed_means = [statistics.mean(_value(r, part) for r in runs.values()) for runs in seeds.values()
                   if len(runs) == 10]
     done = max(len(runs) for runs in seeds.values())
     if not seed_means:
@@ -172,6 +179,33 @@ def patterns_table(table: dict) -> list[str]:
     return lines
 
 
+def baselines_table(table: dict) -> list[str]:
+    """Per class: the simple baselines (computed on the same split in the same run as a variant)
+    beside that variant's deployed score and the best baseline per class."""
+    lines = []
+    for (dataset, tier, variant), seeds in _in_order(table):
+        rows = _first_row(seeds)
+        if "baselines" not in rows:
+            continue
+        names = list(rows["baselines"])
+        lines += [f"### {dataset}, {tier} tier: {variant} beside the baselines of its runs", "",
+                  f"Seeds {_seed_note(seeds)}. Command: `{rows['command']}`", "",
+                  "| score | " + " | ".join(str(c) for c in range(10)) + " | mean | min |", "|---|" + "---|" * 12]
+        best_per_class = [None] * 10
+        for part in ["combined"] + [f"baselines/{name}" for name in names]:
+            per_class, cell, done = _mean_over_seeds(seeds, part)
+            if part != "combined":
+                best_per_class = [v if b is None or (v is not None and v > b) else b
+                                  for v, b in zip(per_class, best_per_class)]
+            label = f"{variant} (as deployed)" if part == "combined" else part.split("/", 1)[1]
+            low = min((v for v in per_class if v is not None), default=None)
+            note = "" if done == 10 else f" ({done}/10 classes)"
+            lines.append(f"| {label} | {_cells(per_class)} | {cell}{note} | {_cells([low])} |")
+        lines += [f"| best baseline per class | {_cells(best_per_class)} | "
+                  f"{_cells([statistics.mean(v for v in best_per_class if v is not None)])} | |", ""]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/loco"))
@@ -183,6 +217,7 @@ def main() -> None:
              "Image-level ROC AUC, anomaly class 0–9, evaluated once after a fixed number of epochs "
              "(`model.eval()`, no model selection). Raw per-run files: `<dataset>/<tier>/<variant>/`.", "",
              "## Means: ablations side by side", "", *ablation_table(table), "",
+             "## Beside the simple baselines (same split, same run)", "", *baselines_table(table),
              "## Number of patterns n_c (paper's Table 2)", "", *patterns_table(table),
              *(["## Probes on some classes (mean over those classes, beside the same method's full run on the "
                  "same ones)", "",

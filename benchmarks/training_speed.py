@@ -28,7 +28,7 @@ def measure(image_size: int, channels: int, batch_size: int, steps: int, device:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch_size * 4, channels, image_size, image_size), dtype=np.uint8)
     data = DataSplit(train=images, calibration=images[:16], channels=channels)
-    trainer = Trainer(config, TrainConfig(batch_size=batch_size, device=device), data, Path("/tmp"),
+    trainer = Trainer(config, TrainConfig(batch_size=batch_size, device=device, method="adegan"), data, Path("/tmp"),
                       log=lambda m: None, progress=False)
     order = trainer.epoch_order(0)
     for _ in range(5):  # warm-up

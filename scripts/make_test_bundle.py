@@ -31,7 +31,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     write_images(work / "good", [normal_image(rng) for _ in range(300)])
     config = ModelConfig(width=2, n_patterns=4, latent_dim=8)
-    train(config, TrainConfig(source=str(work / "good"), epochs=3, batch_size=32), work / "run", progress=False)
+    train(config, TrainConfig(source=str(work / "good"), epochs=3, batch_size=32, method="adegan"), work / "run", progress=False)
     if TARGET.exists():
         shutil.rmtree(TARGET)
     export_run(work / "run", ExportOptions(out=TARGET, fp16=True, max_batch=8))

@@ -17,8 +17,8 @@ def invoke(*args):
 
 def test_train_then_evaluate_a_folder(synthetic_data, tmp_path):
     run_dir = tmp_path / "run"
-    result = invoke("train", synthetic_data["train"], "--out", run_dir, "--preset", "tiny", "--patterns", "4",
-                    "--epochs", "2", "--batch-size", "32", "--no-progress", "--json")
+    result = invoke("train", synthetic_data["train"], "--out", run_dir, "--method", "adegan", "--preset", "tiny",
+                    "--patterns", "4", "--epochs", "2", "--batch-size", "32", "--no-progress", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["epochs"] == 2 and summary["calibration"]["n_images"] == 32
@@ -82,7 +82,7 @@ def test_sigint_saves_a_resumable_checkpoint(synthetic_data, tmp_path, sigint_de
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
         [sys.executable, "-m", "adegan", "train", str(synthetic_data["train"]), "--out", str(run_dir),
-         "--preset", "tiny", "--epochs", "1000", "--batch-size", "32", "--no-progress"],
+         "--method", "adegan", "--preset", "tiny", "--epochs", "1000", "--batch-size", "32", "--no-progress"],
         stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default,
     )
     for line in process.stderr:  # wait until the first epoch is done

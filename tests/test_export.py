@@ -28,7 +28,7 @@ QUIET = dict(log=lambda m: None)
 @pytest.fixture(scope="module")
 def run_dir(synthetic_data, tmp_path_factory):
     path = tmp_path_factory.mktemp("export") / "run"
-    config = TrainConfig(source=str(synthetic_data["train"]), epochs=2, batch_size=32)
+    config = TrainConfig(source=str(synthetic_data["train"]), epochs=2, batch_size=32, method="adegan")
     train(ModelConfig.preset("tiny", n_patterns=4), config, path, progress=False, **QUIET)
     return path
 

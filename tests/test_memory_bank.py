@@ -115,7 +115,11 @@ def test_cli_train_export_score_on_photos(photo_folders, tmp_path):
     rows = list(csv.DictReader(open(results)))
     runtime = {Path(r["path"]).name + Path(r["path"]).parent.name: float(r["score"]) for r in rows}
     flagged = [r for r in rows if r["verdict"] == "anomaly"]
-    assert sum("crack" in r["path"] for r in flagged) >= 10 and sum("good" in r["path"] for r in flagged) <= 2
+    from adegan.training.metrics import roc_auc
+
+    assert sum("crack" in r["path"] for r in flagged) >= 10  # most cracks pass the calibrated threshold
+    labels = np.array(["crack" in r["path"] for r in rows])
+    assert roc_auc(labels, np.array([float(r["score"]) for r in rows])) > 0.95
     evaluated_rows = list(csv.DictReader(open(run / "evaluation" / "scores.csv")))
     torch_scores = np.array([float(r["score"]) for r in evaluated_rows])
     onnx_scores = np.array([runtime[Path(r["image"]).name + Path(r["image"]).parent.name] for r in evaluated_rows])

@@ -15,7 +15,7 @@ from adegan.training.checkpoint import load_checkpoint  # noqa: E402
 def test_sigkill_mid_run_resumes_from_the_last_checkpoint(synthetic_data, tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "adegan", "train", str(synthetic_data["train"]), "--out", str(run_dir),
-               "--preset", "tiny", "--epochs", "4", "--batch-size", "32", "--no-progress"]
+               "--method", "adegan", "--preset", "tiny", "--epochs", "4", "--batch-size", "32", "--no-progress"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
         if line.startswith("epoch 2/"):
@@ -108,7 +108,7 @@ def test_full_disk_while_training_keeps_the_last_checkpoint(synthetic_data, tmp_
         atomic_write_bytes(path, no_space)
 
     monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_fill_the_disk)
-    config = TrainConfig(source=str(synthetic_data["train"]), epochs=3, batch_size=32)
+    config = TrainConfig(source=str(synthetic_data["train"]), epochs=3, batch_size=32, method="adegan")
     with pytest.raises(DiskFullError, match=r"no space left on the device; the last checkpoint is intact.*--resume"):
         trainer_module.train(ModelConfig.preset("tiny", n_patterns=4), config, tmp_path / "run",
                              progress=False, log=lambda m: None)

@@ -19,7 +19,7 @@ TINY = ModelConfig.preset("tiny", n_patterns=4)
 
 
 def config_for(folder: Path, epochs: int, **changes) -> TrainConfig:
-    return TrainConfig(source=str(folder), epochs=epochs, batch_size=32, seed=0, **changes)
+    return TrainConfig(source=str(folder), epochs=epochs, batch_size=32, seed=0, **{"method": "adegan", **changes})
 
 
 @pytest.fixture(scope="module")

@@ -143,9 +143,10 @@ class TrainConfig:
     pattern_input: str = "softmax"  # what G receives from E in L_recon: softmax or hard one-hot
     noise_loss_weight: float = 1.0  # weight of MSE(z_n_hat, z_n) inside L_sl (SPEC: 1)
     score_mode: str | None = None  # None: "z" for the memory bank, "cdf" (the paper's Eq. 9) otherwise
+    # "memory-bank" (default): nearest-normal distance, see memory_bank.py; "adegan": the paper's GAN;
     # "autoencoder": the baseline of the benchmarks. The same E and G trained as a plain
     # autoencoder on L_recon only (no discriminator, no pattern head, no L_sl, no L_ip).
-    method: str = "adegan"
+    method: str = "memory-bank"
     max_train_images: int | None = None  # subsample the training normals (CPU budgets)
     device: str = "auto"
 
