@@ -36,6 +36,13 @@ class Method(str, Enum):
     autoencoder = "autoencoder"
 
 
+class WholeImageDistance(str, Enum):
+    cosine = "cosine"
+    l2 = "l2"
+    max_z = "max-z"
+    mean_z = "mean-z"
+
+
 class PatternInput(str, Enum):
     softmax = "softmax"
     hard = "hard"
@@ -89,6 +96,9 @@ def train(
     neighbours: Optional[int] = typer.Option(None, help="memory-bank: neighbours averaged [default: 5 whole image, "
                                              "1 patches]."),
     bank_size: int = typer.Option(16384, help="memory-bank: most feature rows kept (greedy coreset above it)."),
+    distance: WholeImageDistance = typer.Option(WholeImageDistance.mean_z, help="memory-bank, whole images: cosine, "
+                                                "l2, max-z or mean-z (the larger or the mean of the two, each "
+                                                "standardised on held-out normals)."),
     max_train_images: Optional[int] = typer.Option(None, help="Subsample the training normals (CPU budgets)."),
     dataset_path: Optional[str] = typer.Option(None, help="Benchmarks: path to the dataset file or folder."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, or cuda[:N]."),
@@ -118,7 +128,7 @@ def train(
         from adegan.training.config import MemoryBankConfig
         from adegan.training.data import source_image_size
 
-        bank_config = MemoryBankConfig(patch_size, blur, neighbours, bank_size)
+        bank_config = MemoryBankConfig(patch_size, blur, neighbours, bank_size, distance.value)
         model_config = None
         if not resume:
             overrides = {"image_size": image_size or source_image_size(source), "n_patterns": patterns,

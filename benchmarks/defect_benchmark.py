@@ -143,13 +143,19 @@ def validation_split(images: np.ndarray, train_index: np.ndarray, seed: int):
 
 def product_scores(train: np.ndarray, test: np.ndarray, image_size: int, channels: int, seed: int,
                    bank_options: dict | None = None) -> np.ndarray:
-    """The default detector of `adegan train`, built on the training normals, test distances."""
+    """The default detector of `adegan train`, built on the training normals (all of them for
+    patches; for whole images less the 10 % its distances are standardised on), test distances."""
     from adegan.training.config import MemoryBankConfig, ModelConfig
     from adegan.training.memory_bank import build_detector
     from adegan.training.trainer import detector_outputs
 
-    model_config = ModelConfig(image_size=image_size, channels=channels)
-    detector, _ = build_detector(model_config, MemoryBankConfig(**(bank_options or {})), train, "cpu", seed)
+    model_config, bank_config = ModelConfig(image_size=image_size, channels=channels), MemoryBankConfig(**(bank_options or {}))
+    held_out = None
+    if bank_config.patch_geometry(image_size)[0] == image_size and bank_config.distance in ("max-z", "mean-z"):
+        # Whole-image distances are standardised on normals outside the bank: hold out 10 %, as adegan train does.
+        order = np.random.default_rng(seed).permutation(len(train))
+        held_out, train = train[order[:max(2, round(0.1 * len(train)))]], train[order[max(2, round(0.1 * len(train))):]]
+    detector, _ = build_detector(model_config, bank_config, train, "cpu", seed, held_out_uint8=held_out)
     distance, _ = detector_outputs(detector, test, "cpu")
     return distance
 

@@ -21,7 +21,8 @@ Variants:
   no-interpolation   without same-pattern interpolation
   autoencoder        baseline: the same E and G trained as a plain autoencoder on L_recon only
                      (no pattern head, no L_sl, no L_ip, no discriminator)
-  memory-bank        the memory-bank detector (nearest-normal distance of blurred pixels)
+  memory-bank        the memory-bank detector with its defaults (the product's default)
+  memory-bank-D      the memory bank with whole-image distance D: cosine, l2, max-z, mean-z
 
 --baselines adds the simple baselines of baselines.py (PCA, pixel k-NN), computed on the same
 split in the same run, to each result file (under "baselines").
@@ -58,14 +59,18 @@ VARIANTS = {
     "autoencoder": ({"method": "autoencoder"}, {}),
     "memory-bank": ({"method": "memory-bank"}, {}),
 }
+# Memory-bank variants by whole-image distance (MemoryBankConfig.distance), e.g. memory-bank-cosine.
+BANK_DISTANCE_PREFIX = "memory-bank-"
 RESULTS_ROOT = Path("benchmarks/results/loco")
 
 
-def variant_options(name: str) -> tuple[dict, dict]:
-    """(TrainConfig changes, ModelConfig changes) of a named variant."""
+def variant_options(name: str) -> tuple[dict, dict, dict]:
+    """(TrainConfig changes, ModelConfig changes, MemoryBankConfig changes) of a named variant."""
+    if name.startswith(BANK_DISTANCE_PREFIX):
+        return {"method": "memory-bank"}, {}, {"distance": name.removeprefix(BANK_DISTANCE_PREFIX)}
     if name.startswith("patterns-"):
-        return {"method": "adegan"}, {"n_patterns": int(name.removeprefix("patterns-"))}
-    return VARIANTS.get(name, ({"method": "adegan"}, {}))
+        return {"method": "adegan"}, {"n_patterns": int(name.removeprefix("patterns-"))}, {}
+    return (*VARIANTS.get(name, ({"method": "adegan"}, {})), {})
 
 
 def _parse(option: str) -> tuple[str, object]:
@@ -89,7 +94,7 @@ def run_one(job: dict) -> dict:
     """Train and evaluate one (variant, seed, class); returns the result row (also saved)."""
     import torch
 
-    from adegan.training.config import ModelConfig, TrainConfig
+    from adegan.training.config import MemoryBankConfig, ModelConfig, TrainConfig
     from adegan.training.evaluate import evaluate_run
     from adegan.training.trainer import train
 
@@ -102,8 +107,9 @@ def run_one(job: dict) -> dict:
                                device=job["device"], dataset_path=job["dataset_path"], **job["train_options"])
     resume = (run_dir / "checkpoint.pt").exists()
     start = time.perf_counter()
+    bank_config = MemoryBankConfig(**job["bank_options"])
     result = train(model_config, train_config, run_dir, resume=resume, force=not resume, progress=False,
-                   log=lambda message: None)
+                   log=lambda message: None, bank_config=bank_config)
     train_seconds = time.perf_counter() - start
     metrics = evaluate_run(run_dir, plots=False, device=job["device"], log=lambda message: None)
     if job["baselines"]:
@@ -111,7 +117,9 @@ def run_one(job: dict) -> dict:
     row = {"dataset": job["dataset"], "tier": job["tier"], "variant": job["variant"], "seed": job["seed"],
            "anomaly_class": job["anomaly_class"], "train_seconds": round(train_seconds, 1),
            "images_per_second": round(result.images_per_second, 1), "resumed": resume,
-           "model_config": model_config.to_dict(), "train_config": train_config.to_dict(), **metrics}
+           "model_config": model_config.to_dict(), "train_config": train_config.to_dict(),
+           **({"memory_bank_config": bank_config.to_dict()} if train_config.method == "memory-bank" else {}),
+           **metrics}
     return row
 
 
@@ -141,7 +149,7 @@ def main() -> None:
     tier = dict(TIERS[args.tier], **({"epochs": args.epochs} if args.epochs else {}))
     if args.max_train_images:
         tier["max_train_images"] = None if args.max_train_images == "all" else int(args.max_train_images)
-    train_options, model_options = variant_options(args.variant)
+    train_options, model_options, bank_options = variant_options(args.variant)
     train_options = {**train_options, **dict(_parse(o) for o in args.train_option)}
     model_options = {**model_options, **dict(_parse(o) for o in args.model_option)}
     out_dir = args.results / args.dataset / args.tier / args.variant
@@ -156,7 +164,8 @@ def main() -> None:
                 "dataset": args.dataset, "tier": args.tier, "variant": args.variant, "seed": seed,
                 "anomaly_class": anomaly_class, "channels": 3 if args.dataset == "cifar10" else 1,
                 "width": tier["width"], "epochs": tier["epochs"], "max_train_images": tier["max_train_images"],
-                "device": args.device, "dataset_path": args.dataset_path, "train_options": train_options, "model_options": model_options,
+                "device": args.device, "dataset_path": args.dataset_path, "bank_options": bank_options,
+                "train_options": train_options, "model_options": model_options,
                 "threads": 0 if args.jobs == 1 else 1, "baselines": args.baselines,
                 "run_dir": str(args.runs / args.dataset / args.tier / args.variant / f"seed{seed}_class{anomaly_class}"),
                 "result_path": str(result_path),

@@ -48,7 +48,7 @@ def test_whole_image_layout_finds_the_nearest_normal():
     config = ModelConfig(image_size=32, channels=1)
     rng = np.random.default_rng(0)
     normals = rng.integers(0, 255, (20, 1, 32, 32), dtype=np.uint8)
-    detector, facts = build_detector(config, MemoryBankConfig(neighbours=1), normals, "cpu")
+    detector, facts = build_detector(config, MemoryBankConfig(neighbours=1, distance="cosine"), normals, "cpu")
     assert detector.whole_image and facts.rows_kept == 20
     images = torch.from_numpy(normals[:3]).float() / 255
     reference, distance, probs, residual = detector.explain(images)
@@ -137,3 +137,36 @@ def test_runtime_model_reads_a_memory_bank_bundle(photo_folders, tmp_path):
     image = read_image(next((photo_folders / "test" / "crack").iterdir()))
     scores = model.score_uint8(model.preprocess(image)[None])
     assert scores.outputs.residual.shape == (1, 1, 128, 128) and np.isfinite(scores.score).all()
+
+
+@pytest.mark.parametrize("distance", ["max-z", "mean-z"])
+def test_standardised_views_combine_cosine_and_l2(distance):
+    rng = np.random.default_rng(3)
+    config = ModelConfig(image_size=32, channels=1)
+    normals = rng.integers(0, 255, (60, 1, 32, 32), dtype=np.uint8)
+    with pytest.raises(ValueError, match="held-out normal"):
+        build_detector(config, MemoryBankConfig(distance=distance), normals[:40], "cpu")
+    detector, _ = build_detector(config, MemoryBankConfig(distance=distance), normals[:40], "cpu",
+                                 held_out_uint8=normals[40:])
+    with torch.no_grad():
+        features = detector.features(torch.from_numpy(normals[40:]).float() / 255)
+        views = torch.stack(detector.view_distances(features, 5)[:2], 1)
+    z = (views - detector.view_mean) / detector.view_std
+    assert torch.allclose(z.mean(0), torch.zeros(2), atol=1e-4) and torch.allclose(z.std(0), torch.ones(2), atol=1e-4)
+    distance_out, _ = detector_outputs(detector, normals[40:], "cpu")
+    expected = z.max(1).values if distance == "max-z" else z.mean(1)
+    assert np.allclose(distance_out, expected.numpy(), atol=1e-4)
+
+
+def test_cli_mean_z_run_exports_with_parity(synthetic_data, tmp_path):
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["train", str(synthetic_data["train"]), "--out", str(run), "--distance", "mean-z",
+                                  "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    exported = runner.invoke(app, ["export", str(run), "--fp16", "--json"])
+    assert exported.exit_code == 0, exported.output
+    import json
+
+    manifest = json.loads(exported.output[exported.output.index("{"):])
+    assert manifest["method"] == "memory-bank" and manifest["score"]["score_mode"] == "z"
+    assert manifest["parity"]["fp32_vs_torch"]["verdict_changes"] == 0

@@ -14,6 +14,7 @@ from adegan.runtime.score import SCORE_MODES
 IMAGE_SIZES = (32, 64, 128, 256)
 PATTERN_INPUTS = ("softmax", "hard")
 METHODS = ("memory-bank", "adegan", "autoencoder")
+WHOLE_IMAGE_DISTANCES = ("cosine", "l2", "max-z", "mean-z")
 WHOLE_IMAGE_MAX_SIZE = 64  # up to this size a memory bank compares whole images, above it patches
 
 
@@ -84,8 +85,11 @@ class MemoryBankConfig:
     blur: float | None = None
     neighbours: int | None = None
     bank_size: int = 16384
+    distance: str = "mean-z"  # whole images: cosine, l2, max-z / mean-z (larger / mean of both, standardised)
 
     def __post_init__(self):
+        if self.distance not in WHOLE_IMAGE_DISTANCES:
+            raise UsageError(f"distance must be one of {WHOLE_IMAGE_DISTANCES}, got {self.distance!r}")
         if self.patch_size is not None and self.patch_size < 2:
             raise UsageError(f"patch size must be at least 2 px, got {self.patch_size}")
         if self.blur is not None and not self.blur >= 0:

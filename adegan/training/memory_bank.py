@@ -77,6 +77,8 @@ class MemoryBankDetector(nn.Module):
         self.bank = nn.Parameter(bank.float(), requires_grad=False)
         self.register_buffer("bank_sq_norm", (self.bank * self.bank).sum(1))
         self.register_buffer("map_scale", torch.ones(()))  # patch distance -> residual units
+        self.register_buffer("view_mean", torch.zeros(2))  # max-z: cosine and L2 distance of normals
+        self.register_buffer("view_std", torch.ones(2))
         # Images per forward pass that keep the (N, L, M) patch-distance matrix near 256 MB.
         per_image = 4 * bank.shape[0] * (1 if self.whole_image else self.map_shape()[0] ** 2)
         self.max_batch = max(1, min(256, (256 << 20) // per_image))
@@ -92,11 +94,10 @@ class MemoryBankDetector(nn.Module):
         return F.conv2d(blurred, self.blur_vertical, groups=channels)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """[0, 1] images -> whole: (N, D) unit vectors; patches: (N, L, D) mean-removed patches."""
+        """[0, 1] images -> whole: (N, D) blurred images; patches: (N, L, D) mean-removed patches."""
         blurred = self.blur(images)
         if self.whole_image:
-            flat = blurred.flatten(1)
-            return flat / (flat.norm(dim=1, keepdim=True) + 1e-6)
+            return blurred.flatten(1)
         patches = F.conv2d(blurred, self.patch_kernel, stride=self.stride)  # (N, D, h, w)
         patches = patches - patches.mean(dim=1, keepdim=True)
         return patches.flatten(2).transpose(1, 2)  # (N, L, D)
@@ -112,13 +113,9 @@ class MemoryBankDetector(nn.Module):
         k = min(self.config.k(self.model_config.image_size), self.bank.shape[0])
         features = self.features(images)
         if self.whole_image:
-            similarity = features @ self.bank.t()  # (N, M)
-            top, index = similarity.topk(k, dim=1)
-            distance = 1.0 - top.mean(dim=1)
-            blurred = self.blur(images)
-            norm = blurred.flatten(1).norm(dim=1, keepdim=True)
-            nearest = (self.bank[index[:, 0]] * norm).reshape(images.shape)
-            residual = (blurred - nearest).abs().mean(dim=1, keepdim=True)
+            distance, index, scale = self.whole_image_distance(features, k)
+            nearest = (self.bank[index] * scale).reshape(images.shape)
+            residual = (self.blur(images) - nearest).abs().mean(dim=1, keepdim=True)
             reference = nearest
         else:
             cross = features @ self.bank.t()  # (N, L, M)
@@ -133,6 +130,37 @@ class MemoryBankDetector(nn.Module):
             reference = self.blur(images)
         probs = F.pad(torch.ones_like(distance).unsqueeze(1), (0, self.model_config.n_patterns - 1))
         return reference, distance, probs, residual
+
+    def view_distances(self, features: torch.Tensor, k: int):
+        """Whole images: (cosine distance, L2 distance, cosine-nearest index, L2-nearest index),
+        each distance the mean over the k nearest bank images; one matrix product for both."""
+        dot = features @ self.bank.t()  # (N, M): finds the neighbours
+        squared_norm = (features * features).sum(dim=1, keepdim=True)
+        cosine = dot / (squared_norm.sqrt() * self.bank_sq_norm.sqrt() + 1e-6)
+        _, cosine_index = cosine.topk(k, dim=1)
+        _, l2_index = (self.bank_sq_norm - 2.0 * dot).topk(k, dim=1, largest=False)
+        # The distances themselves from differences with the k neighbours, not from the expansion
+        # |a|^2 - 2ab + |b|^2, which cancels for near-duplicates (and then fp32 runtimes disagree).
+        unit = features / (squared_norm.sqrt() + 1e-6)
+        neighbours = self.bank[cosine_index]  # (N, k, D)
+        unit_neighbours = neighbours / (neighbours.norm(dim=2, keepdim=True) + 1e-6)
+        cosine_distance = 0.5 * ((unit.unsqueeze(1) - unit_neighbours) ** 2).sum(dim=2).mean(dim=1)
+        l2_distance = (features.unsqueeze(1) - self.bank[l2_index]).norm(dim=2).mean(dim=1)
+        return cosine_distance, l2_distance, cosine_index[:, 0], l2_index[:, 0]
+
+    def whole_image_distance(self, features: torch.Tensor, k: int):
+        """(distance, nearest bank index, scale of that neighbour to the input) for the configured
+        distance: cosine, l2, max-z or mean-z (the larger, or the mean, of the two, each standardised
+        by view_mean and view_std measured on held-out normals)."""
+        cosine, l2, cosine_index, l2_index = self.view_distances(features, k)
+        scale = features.norm(dim=1, keepdim=True) / (self.bank_sq_norm[cosine_index].sqrt().unsqueeze(1) + 1e-6)
+        if self.config.distance == "l2":
+            return l2, l2_index, torch.ones_like(scale)
+        if self.config.distance == "cosine":
+            return cosine, cosine_index, scale
+        z = (torch.stack([cosine, l2], dim=1) - self.view_mean) / self.view_std
+        combined = z.max(dim=1).values if self.config.distance == "max-z" else z.mean(dim=1)
+        return combined, cosine_index, scale
 
     def forward(self, images: torch.Tensor):
         _, distance, probs, residual = self.explain(images)
@@ -197,8 +225,9 @@ class BankFacts:
 
 
 def build_detector(model_config: ModelConfig, config: MemoryBankConfig, train_uint8: np.ndarray,
-                   device, seed: int = 0) -> tuple[MemoryBankDetector, BankFacts]:
-    """Store the features of the training normals (a coreset of them above `bank_size` rows)."""
+                   device, seed: int = 0, held_out_uint8: np.ndarray | None = None) -> tuple[MemoryBankDetector, BankFacts]:
+    """Store the features of the training normals (a coreset of them above `bank_size` rows).
+    For the max-z distance, `held_out_uint8` (normals not in the bank) standardises both views."""
     start = time.perf_counter()
     detector = MemoryBankDetector(model_config, config).to(device).eval()
     features = bank_features(detector, train_uint8, device)
@@ -206,7 +235,22 @@ def build_detector(model_config: ModelConfig, config: MemoryBankConfig, train_ui
     if rows_seen > config.bank_size:
         features = features[greedy_coreset(features, config.bank_size, seed)]
     detector = MemoryBankDetector(model_config, config, features.cpu()).to(device).eval()
+    if detector.whole_image and config.distance in ("max-z", "mean-z"):
+        if held_out_uint8 is None or len(held_out_uint8) < 2:
+            raise ValueError(f"the {config.distance} distance needs at least 2 held-out normal images to standardise on")
+        standardise_views(detector, held_out_uint8, device)
     return detector, BankFacts(rows_seen, len(features), time.perf_counter() - start)
+
+
+@torch.no_grad()
+def standardise_views(detector: MemoryBankDetector, images_uint8: np.ndarray, device) -> None:
+    """view_mean, view_std: mean and std of the cosine and L2 distances of held-out normals."""
+    k = min(detector.config.k(detector.model_config.image_size), detector.bank.shape[0])
+    views = [torch.stack(detector.view_distances(bank_features(detector, images_uint8[i:i + 256], device), k)[:2], 1)
+             for i in range(0, len(images_uint8), 256)]
+    views = torch.cat(views)
+    detector.view_mean.copy_(views.mean(dim=0))
+    detector.view_std.copy_(views.std(dim=0).clamp_min(1e-12))
 
 
 def set_map_scale(detector: MemoryBankDetector, threshold_distance: float) -> None:
@@ -250,7 +294,7 @@ def fit(model_config: ModelConfig, train_config, bank_config: MemoryBankConfig |
     layout = "whole image" if patch == model_config.image_size else f"{patch} px patches, stride {stride}"
     log(f"memory bank on {device}: {len(data.train)} images, {layout}, blur sigma "
         f"{bank_config.sigma(model_config.image_size):g} px, k = {bank_config.k(model_config.image_size)}")
-    detector, facts = build_detector(model_config, bank_config, data.train, device, train_config.seed)
+    detector, facts = build_detector(model_config, bank_config, data.train, device, train_config.seed, data.calibration)
     errors, probs = detector_outputs(detector, data.calibration, device)
     calibration = calibrate(errors, probs, train_config.target_fpr, train_config.score_mode)
     threshold_distance = calibration.mu_e + calibration.threshold * calibration.sigma_e \
