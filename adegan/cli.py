@@ -149,7 +149,10 @@ def train(
         typer.echo(json.dumps(summary, indent=2))
     else:
         c = result.calibration
-        typer.echo(f"trained {result.epochs} epochs ({result.steps} steps, {result.images_per_second:.0f} img/s)")
+        if train_config.method == "memory-bank" and not resume:
+            typer.echo(f"built the memory bank ({result.images_per_second:.0f} img/s); details in {result.run_dir}/metrics.jsonl")
+        else:
+            typer.echo(f"trained {result.epochs} epochs ({result.steps} steps, {result.images_per_second:.0f} img/s)")
         typer.echo(f"calibration: mu_e {c.mu_e:.5f}, sigma_e {c.sigma_e:.5f}, threshold {c.threshold:.4f} "
                    f"(target FPR {c.target_fpr:g}, {c.n_images} images)")
         typer.echo(f"next: adegan evaluate {result.run_dir}")
@@ -421,8 +424,10 @@ def info(
         return
     spec, score_section = manifest["input"], manifest["score"]
     typer.echo(f"bundle {bundle}: {manifest['name']} (schema {manifest['schema_version']}, created {manifest['created']})")
+    method = manifest.get("method", "adegan")
+    detector = "memory bank" if method == "memory-bank" else f"{method}, {manifest['n_patterns']} patterns"
     typer.echo(f"input   {spec['channels']}x{spec['image_size']}x{spec['image_size']} {spec['colour_order']}, "
-               f"float32 in [0, 1], {manifest['n_patterns']} patterns")
+               f"float32 in [0, 1]; detector: {detector}")
     typer.echo(f"score   mode {score_section['score_mode']}, mu_e {score_section['mu_e']:.5f}, "
                f"sigma_e {score_section['sigma_e']:.5f}, threshold {score_section['threshold']:.4f} "
                f"(target FPR {score_section['target_fpr']:g}, {score_section['n_images']} images"

@@ -5,11 +5,12 @@ Why it exists: on every benchmark we measured, a nearest-neighbour distance on l
 pixels beats the reconstruction error of the ADe-GAN networks by a wide margin (see
 docs/method.md), and it needs no GPU: "training" is storing features of the normal images.
 
-Two feature layouts, chosen from the image size (`MemoryBankConfig.resolve`):
+Two feature layouts, chosen from the image size (`MemoryBankConfig.patch_geometry`):
 
-  whole image  (image size <= 64): the blurred image, L2-normalised; the distance is
-               1 - cosine similarity, averaged over the k nearest bank images. Small images of
-               whole objects (digits, clothes) are compared as wholes.
+  whole image  (image size <= 64): the blurred image. Two distances to the k nearest bank
+               images, 1 - cosine similarity (shape) and Euclidean (brightness and amount count
+               too), each standardised on held-out normals and averaged (`distance` mean-z; or
+               cosine, l2, max-z). Small images of whole objects are compared as wholes.
   patches      (image size >= 128): p x p patches of the blurred image at stride p/2, each with
                its mean removed; a patch's distance is the Euclidean distance to its k nearest
                bank patches, and an image's is the largest over its patches, so a crack covering
@@ -24,7 +25,8 @@ the runtime treat both alike:
                          images, the patch-distance map for patches (0.5 = the threshold)
 
 Everything is Conv, MatMul, TopK, Gather and elementwise math, so the bank travels inside the
-one ONNX graph.
+one ONNX graph. The one-hot pattern output and the name `recon_error` keep the bundle contract of
+the GAN; `recon_error` here is a distance, not a reconstruction error.
 """
 
 from __future__ import annotations
@@ -227,7 +229,8 @@ class BankFacts:
 def build_detector(model_config: ModelConfig, config: MemoryBankConfig, train_uint8: np.ndarray,
                    device, seed: int = 0, held_out_uint8: np.ndarray | None = None) -> tuple[MemoryBankDetector, BankFacts]:
     """Store the features of the training normals (a coreset of them above `bank_size` rows).
-    For the max-z distance, `held_out_uint8` (normals not in the bank) standardises both views."""
+    For the max-z and mean-z distances, `held_out_uint8` (normals not in the bank) standardises
+    both views."""
     start = time.perf_counter()
     detector = MemoryBankDetector(model_config, config).to(device).eval()
     features = bank_features(detector, train_uint8, device)
@@ -266,8 +269,8 @@ def detector_from_state(model_config: ModelConfig, config: MemoryBankConfig, sta
 
 
 def config_from_state(state: dict, path) -> MemoryBankConfig:
-    from adegan.errors import AdeganError
-    from adegan.errors import UsageError
+    """The MemoryBankConfig saved in a checkpoint, or a clear error for one that has none."""
+    from adegan.errors import AdeganError, UsageError
 
     try:
         return MemoryBankConfig.from_dict(state["memory_bank_config"])
