@@ -75,15 +75,25 @@ class MemoryBankDetector(nn.Module):
             self.register_buffer("patch_kernel", extract)
         dim = channels * (size * size if self.whole_image else self.patch_size ** 2)
         bank = torch.zeros(1, dim) if bank is None else bank
-        # A Parameter (frozen) so the usual `next(detector.parameters())` finds the device.
-        self.bank = nn.Parameter(bank.float(), requires_grad=False)
-        self.register_buffer("bank_sq_norm", (self.bank * self.bank).sum(1))
+        # Stored transposed, (D, M), so the exported MatMul reads it in place (a (M, D) bank made
+        # the exporter fold in a transposed copy: twice the bundle). A Parameter (frozen) so the
+        # usual `next(detector.parameters())` finds the device.
+        self.bank_t = nn.Parameter(bank.float().t().contiguous(), requires_grad=False)
+        self.register_buffer("bank_sq_norm", (bank.float() * bank.float()).sum(1))
         self.register_buffer("map_scale", torch.ones(()))  # patch distance -> residual units
         self.register_buffer("view_mean", torch.zeros(2))  # max-z: cosine and L2 distance of normals
         self.register_buffer("view_std", torch.ones(2))
         # Images per forward pass that keep the (N, L, M) patch-distance matrix near 256 MB.
-        per_image = 4 * bank.shape[0] * (1 if self.whole_image else self.map_shape()[0] ** 2)
+        per_image = 4 * self.bank_size * (1 if self.whole_image else self.map_shape()[0] ** 2)
         self.max_batch = max(1, min(256, (256 << 20) // per_image))
+
+    @property
+    def bank_size(self) -> int:
+        return self.bank_t.shape[1]
+
+    def bank_rows(self, index: torch.Tensor) -> torch.Tensor:
+        """Bank rows at `index` (any shape I) -> (*I, D)."""
+        return self.bank_t[:, index].movedim(0, -1)
 
     # ----- features -------------------------------------------------------------------------
     def blur(self, images: torch.Tensor) -> torch.Tensor:
@@ -112,15 +122,15 @@ class MemoryBankDetector(nn.Module):
     def explain(self, images: torch.Tensor):
         """(reference image, distance, pattern_probs, residual). The reference is the nearest bank
         image for whole images and the blurred input for patches (there is no single neighbour)."""
-        k = min(self.config.k(self.model_config.image_size), self.bank.shape[0])
+        k = min(self.config.k(self.model_config.image_size), self.bank_size)
         features = self.features(images)
         if self.whole_image:
             distance, index, scale = self.whole_image_distance(features, k)
-            nearest = (self.bank[index] * scale).reshape(images.shape)
+            nearest = (self.bank_rows(index) * scale).reshape(images.shape)
             residual = (self.blur(images) - nearest).abs().mean(dim=1, keepdim=True)
             reference = nearest
         else:
-            cross = features @ self.bank.t()  # (N, L, M)
+            cross = features @ self.bank_t  # (N, L, M)
             squared = (features * features).sum(dim=2, keepdim=True) - 2.0 * cross + self.bank_sq_norm
             nearest, _ = squared.topk(k, dim=2, largest=False)
             patch_distance = nearest.mean(dim=2).clamp_min(0.0).sqrt()  # (N, L)
@@ -136,7 +146,7 @@ class MemoryBankDetector(nn.Module):
     def view_distances(self, features: torch.Tensor, k: int):
         """Whole images: (cosine distance, L2 distance, cosine-nearest index, L2-nearest index),
         each distance the mean over the k nearest bank images; one matrix product for both."""
-        dot = features @ self.bank.t()  # (N, M): finds the neighbours
+        dot = features @ self.bank_t  # (N, M): finds the neighbours
         squared_norm = (features * features).sum(dim=1, keepdim=True)
         cosine = dot / (squared_norm.sqrt() * self.bank_sq_norm.sqrt() + 1e-6)
         _, cosine_index = cosine.topk(k, dim=1)
@@ -144,10 +154,10 @@ class MemoryBankDetector(nn.Module):
         # The distances themselves from differences with the k neighbours, not from the expansion
         # |a|^2 - 2ab + |b|^2, which cancels for near-duplicates (and then fp32 runtimes disagree).
         unit = features / (squared_norm.sqrt() + 1e-6)
-        neighbours = self.bank[cosine_index]  # (N, k, D)
+        neighbours = self.bank_rows(cosine_index)  # (N, k, D)
         unit_neighbours = neighbours / (neighbours.norm(dim=2, keepdim=True) + 1e-6)
         cosine_distance = 0.5 * ((unit.unsqueeze(1) - unit_neighbours) ** 2).sum(dim=2).mean(dim=1)
-        l2_distance = (features.unsqueeze(1) - self.bank[l2_index]).norm(dim=2).mean(dim=1)
+        l2_distance = (features.unsqueeze(1) - self.bank_rows(l2_index)).norm(dim=2).mean(dim=1)
         return cosine_distance, l2_distance, cosine_index[:, 0], l2_index[:, 0]
 
     def whole_image_distance(self, features: torch.Tensor, k: int):
@@ -248,7 +258,7 @@ def build_detector(model_config: ModelConfig, config: MemoryBankConfig, train_ui
 @torch.no_grad()
 def standardise_views(detector: MemoryBankDetector, images_uint8: np.ndarray, device) -> None:
     """view_mean, view_std: mean and std of the cosine and L2 distances of held-out normals."""
-    k = min(detector.config.k(detector.model_config.image_size), detector.bank.shape[0])
+    k = min(detector.config.k(detector.model_config.image_size), detector.bank_size)
     views = [torch.stack(detector.view_distances(bank_features(detector, images_uint8[i:i + 256], device), k)[:2], 1)
              for i in range(0, len(images_uint8), 256)]
     views = torch.cat(views)
@@ -263,7 +273,7 @@ def set_map_scale(detector: MemoryBankDetector, threshold_distance: float) -> No
 
 def detector_from_state(model_config: ModelConfig, config: MemoryBankConfig, state: dict) -> MemoryBankDetector:
     """Rebuild the detector saved in a checkpoint (bank shape read from the state)."""
-    detector = MemoryBankDetector(model_config, config, torch.zeros_like(state["bank"]))
+    detector = MemoryBankDetector(model_config, config, torch.zeros_like(state["bank_t"]).t())
     detector.load_state_dict(state)
     return detector.eval()
 
