@@ -197,8 +197,11 @@ def evaluate(
     auc = metrics["auc"]
     typer.echo(f"test set: {metrics['test_set']} ({metrics['n_normal']} normal, {metrics['n_anomalous']} anomalous)")
     typer.echo(f"AUC combined        {auc['combined']:.3f}   (score mode {metrics['score_mode']})")
-    typer.echo(f"AUC reconstruction  {auc['reconstruction']:.3f}")
-    typer.echo(f"AUC pattern         {auc['pattern']:.3f}")
+    if metrics["method"] == "memory-bank":  # one part, no patterns: the other lines would only repeat or be 0.5
+        typer.echo(f"(method memory-bank: the score is the standardised distance to the nearest normals)")
+    else:
+        typer.echo(f"AUC reconstruction  {auc['reconstruction']:.3f}")
+        typer.echo(f"AUC pattern         {auc['pattern']:.3f}")
     at = metrics["at_threshold"]
     typer.echo(f"at threshold {metrics['threshold']:.4f}: {at['true_positive_rate']:.1%} of anomalies flagged, "
                f"{at['false_positive_rate']:.1%} of normals flagged")

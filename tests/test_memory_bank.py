@@ -124,6 +124,8 @@ def test_cli_train_export_score_on_photos(photo_folders, tmp_path):
     torch_scores = np.array([float(r["score"]) for r in evaluated_rows])
     onnx_scores = np.array([runtime[Path(r["image"]).name + Path(r["image"]).parent.name] for r in evaluated_rows])
     assert np.abs(torch_scores - onnx_scores).max() < 1e-3  # the runtime reproduces evaluate's score
+    plain = runner.invoke(app, ["evaluate", str(run), str(photo_folders / "test")])
+    assert "AUC combined" in plain.output and "AUC pattern" not in plain.output  # no meaningless 0.5 line
     overlay = read_image(next((tmp_path / "overlays").iterdir()))
     assert overlay.shape[0] > overlay.shape[1]  # the overlay keeps the photo's tall shape
 
@@ -137,6 +139,14 @@ def test_runtime_model_reads_a_memory_bank_bundle(photo_folders, tmp_path):
     image = read_image(next((photo_folders / "test" / "crack").iterdir()))
     scores = model.score_uint8(model.preprocess(image)[None])
     assert scores.outputs.residual.shape == (1, 1, 128, 128) and np.isfinite(scores.score).all()
+    # Large batches are split to bound memory, with the same scores as one call.
+    assert model.max_inference_batch is not None and model.max_inference_batch >= 1
+    batch = np.stack([model.preprocess(read_image(p)) for p in sorted((photo_folders / "test" / "good").iterdir())])
+    model.max_inference_batch = 5
+    split = model.score_uint8(batch)
+    model.max_inference_batch = None
+    whole = model.score_uint8(batch)
+    assert np.allclose(split.score, whole.score, atol=1e-5) and split.outputs.residual.shape == whole.outputs.residual.shape
 
 
 @pytest.mark.parametrize("distance", ["max-z", "mean-z"])

@@ -43,7 +43,7 @@ def calibrate_bundle(bundle: Path, good: list[str], target_fpr: float | None = N
         raise UsageError(f"{' '.join(good)}: {len(uint8)} readable good image(s); calibration needs at least {MIN_IMAGES}")
     errors, probs = [], []
     for start in range(0, len(uint8), batch_size):
-        outputs = model.backend.infer(to_float(np.stack(uint8[start:start + batch_size])))
+        outputs = model.infer(to_float(np.stack(uint8[start:start + batch_size])))
         errors.append(outputs.recon_error)
         probs.append(outputs.pattern_probs)
     old = dict(model.manifest["score"])

@@ -37,6 +37,9 @@ class BundleModel:
         score = self.manifest["score"]
         self.mu_e, self.sigma_e, self.score_mode = score["mu_e"], score["sigma_e"], score["score_mode"]
         self.threshold = float(score["threshold"] if threshold is None else threshold)
+        # A memory bank's patch-distance matrix grows with the batch; its bundle says how many images
+        # one inference call may take (about 256 MB for that matrix), and larger batches are split.
+        self.max_inference_batch = int(self.manifest.get("max_inference_batch") or 0) or None
         self.channels = self.manifest["input"]["channels"]
         self.image_size = self.manifest["input"]["image_size"]
 
@@ -44,7 +47,16 @@ class BundleModel:
         """One decoded BGR image -> uint8 (C, H, W) at the model size (the shared function)."""
         return to_model_uint8(image_bgr, self.image_size, self.channels)
 
+    def infer(self, images: np.ndarray) -> Outputs:
+        """The backend's outputs for float images, in slices of at most max_inference_batch."""
+        step = self.max_inference_batch
+        if step is None or len(images) <= step:
+            return self.backend.infer(images)
+        parts = [self.backend.infer(images[start:start + step]) for start in range(0, len(images), step)]
+        return Outputs(*(np.concatenate([getattr(part, name) for part in parts])
+                         for name in ("recon_error", "pattern_probs", "residual")))
+
     def score_uint8(self, batch_uint8: np.ndarray) -> Scores:
-        outputs = self.backend.infer(to_float(batch_uint8))
+        outputs = self.infer(to_float(batch_uint8))
         score = abnormality_score(outputs.recon_error, outputs.pattern_probs, self.mu_e, self.sigma_e, self.score_mode)
         return Scores(score, score > self.threshold, outputs)

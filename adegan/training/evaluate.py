@@ -128,7 +128,8 @@ def evaluate_run(run_dir: Path, test_source: str | None = None, out_dir: Path | 
     device_used = next(detector.parameters()).device
     recon_error, pattern_probs = detector_outputs(detector, images, device_used, batch_size)
     metrics, scores = summarize(labels, recon_error, pattern_probs, calibration)
-    metrics.update({"run": str(run_dir), "test_set": description, "epochs_trained": state["epoch"],
+    metrics.update({"run": str(run_dir), "method": train_config.method, "test_set": description,
+                    "epochs_trained": state["epoch"],
                     "complete": bool(state.get("complete"))})
     out_dir = Path(out_dir) if out_dir else run_dir / "evaluation"
     write_json(out_dir / "metrics.json", metrics)

@@ -1,9 +1,9 @@
 """The memory-bank detector: how far an image, or each patch of it, lies from the nearest
 training normals.
 
-Why it exists: on every benchmark we measured, a nearest-neighbour distance on lightly blurred
-pixels beats the reconstruction error of the ADe-GAN networks by a wide margin (see
-docs/method.md), and it needs no GPU: "training" is storing features of the normal images.
+Why it exists: on MNIST, Fashion-MNIST and real defect photos, a nearest-neighbour distance on
+lightly blurred pixels beats the reconstruction error of the ADe-GAN networks by a wide margin
+(see docs/method.md), and it needs no GPU: "training" is storing features of the normal images.
 
 Two feature layouts, chosen from the image size (`MemoryBankConfig.patch_geometry`):
 
