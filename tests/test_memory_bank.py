@@ -180,3 +180,14 @@ def test_cli_mean_z_run_exports_with_parity(synthetic_data, tmp_path):
     manifest = json.loads(exported.output[exported.output.index("{"):])
     assert manifest["method"] == "memory-bank" and manifest["score"]["score_mode"] == "z"
     assert manifest["parity"]["fp32_vs_torch"]["verdict_changes"] == 0
+
+
+def test_ctrl_c_during_a_build_says_how_to_start_again(synthetic_data, tmp_path, monkeypatch):
+    from adegan.training import memory_bank
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(memory_bank, "build_detector", interrupted)
+    result = runner.invoke(app, ["train", str(synthetic_data["train"]), "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 130 and "interrupted while building the memory bank" in result.output

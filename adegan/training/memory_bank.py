@@ -296,10 +296,12 @@ def fit(model_config: ModelConfig, train_config, bank_config: MemoryBankConfig |
     """
     from pathlib import Path
 
-    from adegan.runtime.files import write_json
+    from adegan.errors import DiskFullError
+    from adegan.runtime.files import is_disk_full, write_json
     from adegan.runtime.score import calibrate
     from adegan.training.checkpoint import CHECKPOINT_NAME, save_checkpoint
-    from adegan.training.trainer import TrainResult, calibration_sample, detector_outputs, resolve_device
+    from adegan.training.trainer import (TrainingInterrupted, TrainResult, calibration_sample, detector_outputs,
+                                         resolve_device)
 
     bank_config = bank_config or MemoryBankConfig()
     run_dir, device = Path(run_dir), resolve_device(train_config.device)
@@ -307,7 +309,12 @@ def fit(model_config: ModelConfig, train_config, bank_config: MemoryBankConfig |
     layout = "whole image" if patch == model_config.image_size else f"{patch} px patches, stride {stride}"
     log(f"memory bank on {device}: {len(data.train)} images, {layout}, blur sigma "
         f"{bank_config.sigma(model_config.image_size):g} px, k = {bank_config.k(model_config.image_size)}")
-    detector, facts = build_detector(model_config, bank_config, data.train, device, train_config.seed, data.calibration)
+    try:
+        detector, facts = build_detector(model_config, bank_config, data.train, device, train_config.seed,
+                                         data.calibration)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(f"interrupted while building the memory bank; nothing was saved in {run_dir}: "
+                                  f"run the same command again with --force (a build takes one pass)") from None
     errors, probs = detector_outputs(detector, data.calibration, device)
     calibration = calibrate(errors, probs, train_config.target_fpr, train_config.score_mode)
     threshold_distance = calibration.mu_e + calibration.threshold * calibration.sigma_e \
@@ -325,8 +332,14 @@ def fit(model_config: ModelConfig, train_config, bank_config: MemoryBankConfig |
         "epoch": 1, "batch_in_epoch": 0, "step": 0, "calibration": calibration.to_dict(),
         "calibration_sample": calibration_sample(data.calibration), "data_info": data.info, "complete": True,
     }
-    save_checkpoint(run_dir / CHECKPOINT_NAME, state)
-    write_json(run_dir / "config.json", {"model": model_config.to_dict(), "train": train_config.to_dict(),
-                                         "memory_bank": bank_config.to_dict()})
+    try:
+        save_checkpoint(run_dir / CHECKPOINT_NAME, state)
+        write_json(run_dir / "config.json", {"model": model_config.to_dict(), "train": train_config.to_dict(),
+                                             "memory_bank": bank_config.to_dict()})
+    except (OSError, DiskFullError) as error:
+        if not is_disk_full(error):
+            raise
+        raise DiskFullError(f"{run_dir}: no space left on the device while saving the memory bank; free some "
+                            f"space and run the same command again with --force") from error
     log(f"bank: {facts.rows_kept} of {facts.rows_seen} feature rows kept, {facts.seconds:.1f} s")
     return TrainResult(run_dir, 1, 0, speed, calibration)
