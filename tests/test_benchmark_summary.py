@@ -60,3 +60,19 @@ def test_summary_over_seeds_ignores_a_seed_still_running(tmp_path):
     # Table 2 compares every n_c over the seeds they all have (seed 0), not 2 seeds against 1.
     patterns = "\n".join(summarize.patterns_table(table))
     assert "seeds 0:" in patterns and "| ours, combined | — | 0.500 | — | — | 0.600 | — | — |" in patterns
+
+
+def test_baselines_of_the_same_runs_sit_beside_the_method(tmp_path):
+    results = tmp_path / "loco"
+    for anomaly_class in range(10):
+        _write_row(results, "memory-bank", anomaly_class, 0.9)
+        path = results / "mnist" / "cpu" / "memory-bank" / f"seed0_class{anomaly_class}.json"
+        row = json.loads(path.read_text())
+        row["baselines"] = {"knn-cos-5": 0.8 if anomaly_class else 0.95, "pca-8": 0.7}
+        path.write_text(json.dumps(row))
+    summarize = _summarize_module()
+    lines = summarize.baselines_table(summarize.load(results))
+    assert any(line.startswith("| memory-bank (as deployed) | 0.900 |") and "| 0.900 | 0.900 |" in line for line in lines)
+    assert any(line.startswith("| knn-cos-5 | 0.950 | 0.800 |") and "| 0.815 | 0.800 |" in line for line in lines)
+    oracle = next(line for line in lines if line.startswith("| best baseline per class"))
+    assert "| 0.950 | 0.800 |" in oracle and "| 0.815 |" in oracle
