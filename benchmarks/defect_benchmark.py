@@ -151,7 +151,7 @@ def product_scores(train: np.ndarray, test: np.ndarray, image_size: int, channel
 
     model_config, bank_config = ModelConfig(image_size=image_size, channels=channels), MemoryBankConfig(**(bank_options or {}))
     held_out = None
-    if bank_config.patch_geometry(image_size)[0] == image_size and bank_config.distance in ("max-z", "mean-z"):
+    if bank_config.standardises_views(image_size):
         # Whole-image distances are standardised on normals outside the bank: hold out 10 %, as adegan train does.
         order = np.random.default_rng(seed).permutation(len(train))
         held_out, train = train[order[:max(2, round(0.1 * len(train)))]], train[order[max(2, round(0.1 * len(train))):]]

@@ -107,13 +107,20 @@ class MemoryBankConfig:
             patch = min(self.patch_size, image_size)
         return patch, (image_size if patch == image_size else max(1, patch // 2))
 
+    def whole_image(self, image_size: int) -> bool:
+        return self.patch_geometry(image_size)[0] == image_size
+
+    def standardises_views(self, image_size: int) -> bool:
+        """True when the distance combines standardised views, which needs held-out normals."""
+        return self.whole_image(image_size) and self.distance in ("max-z", "mean-z")
+
     def sigma(self, image_size: int) -> float:
         return self.patch_geometry(image_size)[0] / 32.0 if self.blur is None else float(self.blur)
 
     def k(self, image_size: int) -> int:
         if self.neighbours is not None:
             return self.neighbours
-        return 5 if self.patch_geometry(image_size)[0] == image_size else 1
+        return 5 if self.whole_image(image_size) else 1
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -62,10 +62,11 @@ class MemoryBankDetector(nn.Module):
         self.model_config, self.config = model_config, config
         size, channels = model_config.image_size, model_config.channels
         self.patch_size, self.stride = config.patch_geometry(size)
-        self.whole_image = self.patch_size == size
+        self.whole_image = config.whole_image(size)
         self.reference_name = "nearest normal" if self.whole_image else "blurred input"
         self.evidence_name = "|difference|" if self.whole_image else "patch distance"
-        kernel = gaussian_kernel(config.sigma(size)) if config.sigma(size) > 0 else torch.ones(1)
+        sigma = config.sigma(size)
+        kernel = gaussian_kernel(sigma) if sigma > 0 else torch.ones(1)
         self.blur_radius = kernel.numel() // 2  # a plain int: the exported graph has fixed shapes
         self.register_buffer("blur_horizontal", kernel.reshape(1, 1, 1, -1).repeat(channels, 1, 1, 1))
         self.register_buffer("blur_vertical", kernel.reshape(1, 1, -1, 1).repeat(channels, 1, 1, 1))
@@ -107,7 +108,9 @@ class MemoryBankDetector(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """[0, 1] images -> whole: (N, D) blurred images; patches: (N, L, D) mean-removed patches."""
-        blurred = self.blur(images)
+        return self.features_of_blurred(self.blur(images))
+
+    def features_of_blurred(self, blurred: torch.Tensor) -> torch.Tensor:
         if self.whole_image:
             return blurred.flatten(1)
         patches = F.conv2d(blurred, self.patch_kernel, stride=self.stride)  # (N, D, h, w)
@@ -123,11 +126,12 @@ class MemoryBankDetector(nn.Module):
         """(reference image, distance, pattern_probs, residual). The reference is the nearest bank
         image for whole images and the blurred input for patches (there is no single neighbour)."""
         k = min(self.config.k(self.model_config.image_size), self.bank_size)
-        features = self.features(images)
+        blurred = self.blur(images)  # once: the features, the residual and the reference all use it
+        features = self.features_of_blurred(blurred)
         if self.whole_image:
             distance, index, scale = self.whole_image_distance(features, k)
             nearest = (self.bank_rows(index) * scale).reshape(images.shape)
-            residual = (self.blur(images) - nearest).abs().mean(dim=1, keepdim=True)
+            residual = (blurred - nearest).abs().mean(dim=1, keepdim=True)
             reference = nearest
         else:
             cross = features @ self.bank_t  # (N, L, M)
@@ -139,7 +143,7 @@ class MemoryBankDetector(nn.Module):
             size = self.model_config.image_size
             residual = F.interpolate(distance_map * self.map_scale, size=(size, size), mode="bilinear",
                                      align_corners=False)
-            reference = self.blur(images)
+            reference = blurred
         probs = F.pad(torch.ones_like(distance).unsqueeze(1), (0, self.model_config.n_patterns - 1))
         return reference, distance, probs, residual
 
@@ -248,7 +252,7 @@ def build_detector(model_config: ModelConfig, config: MemoryBankConfig, train_ui
     if rows_seen > config.bank_size:
         features = features[greedy_coreset(features, config.bank_size, seed)]
     detector = MemoryBankDetector(model_config, config, features.cpu()).to(device).eval()
-    if detector.whole_image and config.distance in ("max-z", "mean-z"):
+    if config.standardises_views(model_config.image_size):
         if held_out_uint8 is None or len(held_out_uint8) < 2:
             raise ValueError(f"the {config.distance} distance needs at least 2 held-out normal images to standardise on")
         standardise_views(detector, held_out_uint8, device)
