@@ -113,8 +113,8 @@ def train(
         from adegan.training import require_torch
 
         require_torch()
-        from adegan.training.config import ModelConfig, TrainConfig
-        from adegan.training.data import source_channels
+        from adegan.training.config import MemoryBankConfig, ModelConfig, TrainConfig
+        from adegan.training.data import source_channels, source_image_size
         from adegan.training.trainer import train as run_training
 
         train_config = TrainConfig(
@@ -125,9 +125,6 @@ def train(
             noise_loss_weight=noise_loss_weight,
             method=method.value, max_train_images=max_train_images, device=device,
         )
-        from adegan.training.config import MemoryBankConfig
-        from adegan.training.data import source_image_size
-
         bank_config = MemoryBankConfig(patch_size, blur, neighbours, bank_size, distance.value)
         model_config = None
         if not resume:

@@ -50,22 +50,26 @@ def pca_scores(train: np.ndarray, test: np.ndarray, components: tuple[int, ...] 
     return scores
 
 
-def knn_scores(train: np.ndarray, test: np.ndarray, neighbours: tuple[int, ...] = NEIGHBOURS) -> dict:
-    """knn-l2-<k> and knn-cos-<k> for each k, from one pass over the distance matrix."""
+def nearest_distances(bank, queries, k: int):
+    """(L2, 1 - cosine) distances of each query row to its k nearest bank rows, nearest first:
+    two (N, k) tensors from one pass over the distance matrix. Rows are any float features."""
     import torch
     import torch.nn.functional as F
 
-    x_train, x_test = _flat(train), _flat(test)
-    k_max = min(max(neighbours), len(x_train))
-    train_sq = (x_train * x_train).sum(1)
-    unit_train = F.normalize(x_train, dim=1)
+    k = min(k, len(bank))
+    bank_sq, unit_bank = (bank * bank).sum(1), F.normalize(bank, dim=1)
     l2, cos = [], []
-    for start in range(0, len(x_test), CHUNK):
-        batch = x_test[start:start + CHUNK]
-        squared = (batch * batch).sum(1, keepdim=True) - 2 * batch @ x_train.t() + train_sq
-        l2.append(squared.clamp_min(0).topk(k_max, dim=1, largest=False).values.sqrt())
-        cos.append(1 - (F.normalize(batch, dim=1) @ unit_train.t()).topk(k_max, dim=1).values)
-    l2, cos = torch.cat(l2), torch.cat(cos)
+    for start in range(0, len(queries), CHUNK):
+        batch = queries[start:start + CHUNK]
+        squared = (batch * batch).sum(1, keepdim=True) - 2 * batch @ bank.t() + bank_sq
+        l2.append(squared.clamp_min(0).topk(k, dim=1, largest=False).values.sqrt())
+        cos.append(1 - (F.normalize(batch, dim=1) @ unit_bank.t()).topk(k, dim=1).values)
+    return torch.cat(l2), torch.cat(cos)
+
+
+def knn_scores(train: np.ndarray, test: np.ndarray, neighbours: tuple[int, ...] = NEIGHBOURS) -> dict:
+    """knn-l2-<k> and knn-cos-<k> for each k, from one pass over the distance matrix."""
+    l2, cos = nearest_distances(_flat(train), _flat(test), max(neighbours))
     scores = {}
     for k in neighbours:
         scores[f"knn-l2-{k}"] = l2[:, :k].mean(1).numpy()

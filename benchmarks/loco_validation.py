@@ -46,17 +46,10 @@ def split_indices(labels: np.ndarray, anomaly_class: int, seed: int, max_train: 
 
 def distances(bank, queries, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """(cosine distance, L2 distance), each the mean over the k nearest bank rows."""
-    import torch
-    import torch.nn.functional as F
+    from baselines import nearest_distances
 
-    bank_sq, unit_bank = (bank * bank).sum(1), F.normalize(bank, dim=1)
-    cosine, l2 = [], []
-    for start in range(0, len(queries), 2048):
-        q = queries[start:start + 2048]
-        cosine.append(1 - (F.normalize(q, dim=1) @ unit_bank.t()).topk(k, dim=1).values.mean(1))
-        squared = (q * q).sum(1, keepdim=True) - 2 * q @ bank.t() + bank_sq
-        l2.append(squared.clamp_min(0).topk(k, dim=1, largest=False).values.sqrt().mean(1))
-    return torch.cat(cosine).numpy(), torch.cat(l2).numpy()
+    l2, cosine = nearest_distances(bank, queries, k)
+    return cosine.mean(1).numpy(), l2.mean(1).numpy()
 
 
 def blurred(images_uint8: np.ndarray):
