@@ -191,3 +191,14 @@ def test_ctrl_c_during_a_build_says_how_to_start_again(synthetic_data, tmp_path,
     monkeypatch.setattr(memory_bank, "build_detector", interrupted)
     result = runner.invoke(app, ["train", str(synthetic_data["train"]), "--out", str(tmp_path / "run"), "--no-progress"])
     assert result.exit_code == 130 and "interrupted while building the memory bank" in result.output
+
+
+def test_resume_on_a_finished_bank_does_not_build_it_again(synthetic_data, tmp_path):
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train", str(synthetic_data["train"]), "--out", str(run), "--no-progress"]).exit_code == 0
+    before = (run / "checkpoint.pt").stat().st_mtime_ns
+    again = runner.invoke(app, ["train", str(synthetic_data["train"]), "--out", str(run), "--resume", "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert "nothing to resume" in again.output
+    assert (run / "checkpoint.pt").stat().st_mtime_ns == before
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1

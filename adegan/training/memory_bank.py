@@ -295,8 +295,8 @@ def config_from_state(state: dict, path) -> MemoryBankConfig:
 def fit(model_config: ModelConfig, train_config, bank_config: MemoryBankConfig | None, data, run_dir, log):
     """Build the bank from the training normals, calibrate on the held-out normals, checkpoint.
 
-    One pass, no epochs: the checkpoint is complete when written. Re-running with --resume on a
-    finished run only reloads it.
+    One pass, no epochs: the checkpoint is complete when written, so `train --resume` on it
+    returns the saved run without building again.
     """
     from pathlib import Path
 
@@ -310,7 +310,7 @@ def fit(model_config: ModelConfig, train_config, bank_config: MemoryBankConfig |
     bank_config = bank_config or MemoryBankConfig()
     run_dir, device = Path(run_dir), resolve_device(train_config.device)
     patch, stride = bank_config.patch_geometry(model_config.image_size)
-    layout = "whole image" if patch == model_config.image_size else f"{patch} px patches, stride {stride}"
+    layout = "whole image" if bank_config.whole_image(model_config.image_size) else f"{patch} px patches, stride {stride}"
     log(f"memory bank on {device}: {len(data.train)} images, {layout}, blur sigma "
         f"{bank_config.sigma(model_config.image_size):g} px, k = {bank_config.k(model_config.image_size)}")
     try:

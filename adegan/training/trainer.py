@@ -351,14 +351,15 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: Path,
             if resume_epochs < state["epoch"]:
                 raise UsageError(f"{run_dir} already trained {state['epoch']} epochs; --epochs must be at least that")
             train_config = train_config.with_changes(epochs=resume_epochs)
+        if train_config.method == "memory-bank" and state.get("complete"):  # built in one pass: nothing to resume
+            log(f"{run_dir} holds a finished memory bank; nothing to resume (use --force to build it again)")
+            return TrainResult(run_dir, state["epoch"], state["step"], 0.0, Calibration.from_dict(state["calibration"]))
         log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']}")
     data = load_source(train_config, model_config.image_size, model_config.channels, log)
     log(f"data: {json.dumps(data.info)}")
     if train_config.method == "memory-bank":
         from adegan.training import memory_bank
 
-        if state is not None:
-            bank_config = memory_bank.config_from_state(state, run_dir)
         return memory_bank.fit(model_config, train_config, bank_config, data, run_dir, log)
     trainer = Trainer(model_config, train_config, data, run_dir, log, progress)
     if state is not None:
