@@ -8,6 +8,7 @@ Exit codes: 0 success; 1 a failed job (bad data, corrupt checkpoint, ...); 2 bad
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from enum import Enum
 from pathlib import Path
@@ -16,6 +17,10 @@ from typing import Optional
 import typer
 
 from adegan.errors import AdeganError, UsageError
+from adegan.runtime.contract import BACKENDS, PRECISIONS, SCORE_MODES
+from adegan.training.config import BENCHMARKS, METHODS, PATTERN_INPUTS, PRESETS, WHOLE_IMAGE_DISTANCES
+
+INTERRUPTED = 130
 
 app = typer.Typer(
     help="adegan: train on photos of good parts only, then flag anything that does not look like them.",
@@ -25,90 +30,113 @@ app = typer.Typer(
 )
 
 
-class ScoreMode(str, Enum):
-    cdf = "cdf"
-    two_sided = "two-sided"
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A choice type for typer made from the library's own tuple, so the two cannot drift apart."""
+    return Enum(name, [(value, value) for value in values], type=str)
 
 
-class Method(str, Enum):
-    memory_bank = "memory-bank"
-    adegan = "adegan"
-    autoencoder = "autoencoder"
+ScoreMode = _choices("ScoreMode", SCORE_MODES)
+Method = _choices("Method", METHODS)
+WholeImageDistance = _choices("WholeImageDistance", WHOLE_IMAGE_DISTANCES)
+PatternInput = _choices("PatternInput", PATTERN_INPUTS)
+Preset = _choices("Preset", tuple(PRESETS))
+Backend = _choices("Backend", BACKENDS)
+Precision = _choices("Precision", PRECISIONS)
+
+# Help panels of `adegan train`, so 30 options read as five short lists.
+DATA, METHOD, GAN, SCORE, RUN = "Data", "Detector", "ADe-GAN and autoencoder training", "Score", "Options"
 
 
-class WholeImageDistance(str, Enum):
-    cosine = "cosine"
-    l2 = "l2"
-    max_z = "max-z"
-    mean_z = "mean-z"
-
-
-class PatternInput(str, Enum):
-    softmax = "softmax"
-    hard = "hard"
-
-
-def _fail(error: AdeganError) -> None:
+def _fail(error: AdeganError, resume_command: str | None = None) -> None:
+    """One line for the error (and for an interrupted run, the exact command that continues it)."""
+    if error.exit_code == INTERRUPTED:
+        _interrupted(str(error), resume_command)
     typer.echo(f"error: {error}", err=True)
     raise typer.Exit(error.exit_code)
 
 
+def _interrupted(what: str, command: str | None = None) -> None:
+    typer.echo(f"interrupted (Ctrl-C): {what}", err=True)
+    if command:
+        typer.echo(f"continue with: {command}", err=True)
+    raise typer.Exit(INTERRUPTED)
+
+
+def _same_command(add: str | None = None, drop: tuple[str, ...] = ()) -> str:
+    """The command line the user typed, with one flag added and some dropped, ready to paste."""
+    arguments = [a for a in sys.argv[1:] if a not in drop]
+    if add and add not in arguments:
+        arguments.append(add)
+    return shlex.join(["adegan", *arguments])
+
+
 @app.command(epilog="""Examples:
 
-  adegan train samples/fashion-mnist/train --out runs/demo --epochs 5
+  adegan train samples/fashion-mnist/train --out runs/demo
 
-  adegan train fashion-mnist --anomaly-class 0 --out runs/f0
+  adegan train line3/good --out runs/line3 --image-size 256
 
-  adegan train runs-data/parts/good --image-size 64 --channels 3 --out runs/parts
+  adegan train fashion-mnist --anomaly-class 0 --out runs/f0 --method adegan --epochs 15
 
   adegan train fashion-mnist --anomaly-class 0 --out runs/f0 --resume --epochs 30
 """)
 def train(
     source: str = typer.Argument(..., help="A folder of normal images (recursive), or mnist / fashion-mnist / cifar10."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory for the checkpoint, samples and logs."),
-    anomaly_class: Optional[int] = typer.Option(None, help="Benchmarks: the class held out as the anomaly (0-9)."),
-    seed: int = typer.Option(0, help="Seed for the split, initialization and sampling."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs [default: 15; with --resume: the run's own, or a new total]."),
-    image_size: Optional[int] = typer.Option(None, help="Model input size: 32, 64, 128 or 256 [default: from the "
-                                             "data: the smallest that holds the images' long side, at most 256]."),
-    batch_size: int = typer.Option(64, help="Real images per iteration."),
-    patterns: int = typer.Option(10, help="Number of patterns K the generator learns."),
-    channels: Optional[int] = typer.Option(None, help="1 (gray) or 3 (colour); default: detected from the data."),
-    preset: str = typer.Option("default", help="Model size preset: default (width 64) or tiny (width 8)."),
-    width: Optional[int] = typer.Option(None, help="Base width of the networks (overrides the preset)."),
-    latent_dim: Optional[int] = typer.Option(None, help="Size of z_n (default 30 gray / 64 colour)."),
-    noise_std: float = typer.Option(0.1, help="sigma of z_n ~ N(0, sigma^2) (ClusterGAN's 0.1)."),
-    calibration_fraction: float = typer.Option(0.1, help="Share of the normals held out for calibration."),
-    target_fpr: float = typer.Option(0.01, help="False-positive rate the threshold is set for."),
-    score_mode: Optional[ScoreMode] = typer.Option(None, help="cdf or two-sided: the readings of the paper's Eq. 9; z: "
-                                                   "the standardised distance [default: z for memory-bank, else cdf]."),
-    pattern_input: PatternInput = typer.Option(PatternInput.softmax, help="What G gets from E in L_recon."),
-    ip_loss: bool = typer.Option(True, "--ip-loss/--no-ip-loss", help="Use L_ip (different-pattern interpolation)."),
-    noise_loss_weight: float = typer.Option(1.0, help="Weight of MSE(z_n_hat, z_n) inside L_sl (SPEC: 1)."),
-    interpolation: bool = typer.Option(True, "--interpolation/--no-interpolation",
-                                       help="Same-pattern interpolation for G."),
-    method: Method = typer.Option(Method.memory_bank, help="memory-bank: nearest-normal distance of the image or of "
-                                  "its patches; adegan: the paper's GAN; autoencoder: the same E and G trained on "
-                                  "reconstruction only (a baseline)."),
-    patch_size: Optional[int] = typer.Option(None, help="memory-bank: patch size in px [default: the whole image up "
-                                             "to 64 px, 16 px patches above]."),
-    blur: Optional[float] = typer.Option(None, help="memory-bank: Gaussian blur sigma in px [default: patch size / 32]."),
-    neighbours: Optional[int] = typer.Option(None, help="memory-bank: neighbours averaged [default: 5 whole image, "
-                                             "1 patches]."),
-    bank_size: int = typer.Option(16384, help="memory-bank: most feature rows kept (greedy coreset above it)."),
-    distance: WholeImageDistance = typer.Option(WholeImageDistance.mean_z, help="memory-bank, whole images: cosine, "
-                                                "l2, max-z or mean-z (the larger or the mean of the two, each "
-                                                "standardised on held-out normals)."),
-    max_train_images: Optional[int] = typer.Option(None, help="Subsample the training normals (CPU budgets)."),
-    dataset_path: Optional[str] = typer.Option(None, help="Benchmarks: path to the dataset file or folder."),
-    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, or cuda[:N]."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint, "
-                                "with its saved settings (only --epochs may change)."),
-    force: bool = typer.Option(False, "--force", help="Replace a run that already exists in --out."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    json_output: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory for the checkpoint, samples and logs.",
+                             rich_help_panel=RUN),
+    image_size: Optional[int] = typer.Option(None, help="Model input size: 32, 64, 128 or 256 (default: the smallest "
+                                             "that holds the images' long side, at most 256).", rich_help_panel=DATA),
+    channels: Optional[int] = typer.Option(None, help="1 (gray) or 3 (colour) (default: from the data).",
+                                           rich_help_panel=DATA),
+    calibration_fraction: float = typer.Option(0.1, help="Share of the normals held out to set the threshold.",
+                                               rich_help_panel=DATA),
+    max_train_images: Optional[int] = typer.Option(None, help="Use at most this many training normals.",
+                                                   rich_help_panel=DATA),
+    anomaly_class: Optional[int] = typer.Option(None, help="Benchmarks: the class held out as the anomaly (0-9).",
+                                                rich_help_panel=DATA),
+    dataset_path: Optional[str] = typer.Option(None, help="Benchmarks: the dataset file or folder.",
+                                               rich_help_panel=DATA),
+    method: Method = typer.Option("memory-bank", metavar="NAME", help="memory-bank: distance to the nearest normals (whole image, or "
+                                  "patches above 64 px); adegan: the paper's GAN; autoencoder: E and G trained on "
+                                  "reconstruction only.", rich_help_panel=METHOD),
+    patch_size: Optional[int] = typer.Option(None, help="Patch size in px (default: whole image up to 64 px, else 16).",
+                                             rich_help_panel=METHOD),
+    blur: Optional[float] = typer.Option(None, help="Gaussian blur sigma in px (default: patch size / 32).",
+                                         rich_help_panel=METHOD),
+    neighbours: Optional[int] = typer.Option(None, help="Neighbours averaged (default: 5 whole image, 1 patches).",
+                                             rich_help_panel=METHOD),
+    bank_size: int = typer.Option(16384, help="Most feature rows kept (greedy coreset above).", rich_help_panel=METHOD),
+    distance: WholeImageDistance = typer.Option("mean-z", help="Whole images: cosine, l2, or both standardised on "
+                                                "held-out normals and combined (max-z, mean-z).", rich_help_panel=METHOD),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: 15; with --resume: the run's own, or a "
+                                         "new total).", rich_help_panel=GAN),
+    batch_size: int = typer.Option(64, help="Real images per iteration.", rich_help_panel=GAN),
+    patterns: int = typer.Option(10, help="Number of patterns K the generator learns.", rich_help_panel=GAN),
+    preset: Preset = typer.Option("default", help="Model size: default (width 64) or tiny (width 8).",
+                                  rich_help_panel=GAN),
+    width: Optional[int] = typer.Option(None, help="Base width of the networks (overrides the preset).",
+                                        rich_help_panel=GAN),
+    latent_dim: Optional[int] = typer.Option(None, help="Size of z_n (default: 30 gray, 64 colour).", rich_help_panel=GAN),
+    noise_std: float = typer.Option(0.1, help="Sigma of z_n ~ N(0, sigma^2) (ClusterGAN's 0.1).", rich_help_panel=GAN),
+    pattern_input: PatternInput = typer.Option("softmax", help="What G gets from E in L_recon.", rich_help_panel=GAN),
+    no_ip_loss: bool = typer.Option(False, "--no-ip-loss", help="Leave out L_ip (different-pattern interpolation).",
+                                    rich_help_panel=GAN),
+    noise_loss_weight: float = typer.Option(1.0, help="Weight of MSE(z_n_hat, z_n) inside L_sl.", rich_help_panel=GAN),
+    no_interpolation: bool = typer.Option(False, "--no-interpolation", help="Leave out same-pattern interpolation "
+                                          "for G.", rich_help_panel=GAN),
+    target_fpr: float = typer.Option(0.01, help="False-positive rate the threshold is set for.", rich_help_panel=SCORE),
+    score_mode: Optional[ScoreMode] = typer.Option(None, help="z: the standardised distance (default for memory-bank); "
+                                                   "cdf, two-sided: the paper's readings of Eq. 9 (default for the "
+                                                   "GAN).", rich_help_panel=SCORE),
+    seed: int = typer.Option(0, help="Seed for the split, initialization and sampling.", rich_help_panel=RUN),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, or cuda[:N].", rich_help_panel=RUN),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint, with its "
+                                "saved settings (only --epochs may change).", rich_help_panel=RUN),
+    force: bool = typer.Option(False, "--force", help="Replace a run that already exists in --out.", rich_help_panel=RUN),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (logs, CI).", rich_help_panel=RUN),
+    json_output: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout.", rich_help_panel=RUN),
 ):
-    """Train ADe-GAN on normal images, calibrate the threshold, and checkpoint every epoch."""
+    """Learn what good parts look like from a folder of their photos; set the threshold on held-out ones."""
     try:
         from adegan.training import require_torch
 
@@ -120,7 +148,7 @@ def train(
         train_config = TrainConfig(
             source=source, anomaly_class=anomaly_class, dataset_path=dataset_path, seed=seed, epochs=epochs or 15,
             batch_size=batch_size, calibration_fraction=calibration_fraction, target_fpr=target_fpr,
-            use_ip_loss=ip_loss, same_pattern_interpolation=interpolation,
+            use_ip_loss=not no_ip_loss, same_pattern_interpolation=not no_interpolation,
             pattern_input=pattern_input.value, score_mode=score_mode.value if score_mode else None,
             noise_loss_weight=noise_loss_weight,
             method=method.value, max_train_images=max_train_images, device=device,
@@ -134,11 +162,13 @@ def train(
                          "channels": channels or source_channels(source)}
             if width is not None:
                 overrides["width"] = width
-            model_config = ModelConfig.preset(preset, **overrides)
-        result = run_training(model_config, train_config, out, resume=resume, force=force, progress=progress,
+            model_config = ModelConfig.preset(preset.value, **overrides)
+        result = run_training(model_config, train_config, out, resume=resume, force=force, progress=not no_progress,
                               resume_epochs=epochs, bank_config=bank_config)
     except AdeganError as error:
-        _fail(error)
+        again = _same_command("--force", drop=("--resume",)) if method.value == "memory-bank" else \
+            _same_command("--resume", drop=("--force",))
+        _fail(error, again)
     summary = {"run_dir": str(result.run_dir), "epochs": result.epochs, "steps": result.steps,
                "images_per_second": round(result.images_per_second, 1),
                "calibration": result.calibration.to_dict()}
@@ -152,7 +182,11 @@ def train(
             typer.echo(f"trained {result.epochs} epochs ({result.steps} steps, {result.images_per_second:.0f} img/s)")
         typer.echo(f"calibration: mu_e {c.mu_e:.5f}, sigma_e {c.sigma_e:.5f}, threshold {c.threshold:.4f} "
                    f"(target FPR {c.target_fpr:g}, {c.n_images} images)")
-        typer.echo(f"next: adegan evaluate {result.run_dir}")
+        _print_next([f"adegan export {_quote(result.run_dir)}"]
+                    + ([f"adegan evaluate {_quote(result.run_dir)}"] if source in BENCHMARKS else []))
+        if source not in BENCHMARKS:
+            typer.echo("to measure it: `adegan evaluate` with the run and a folder of test photos (good/ and one "
+                       "subfolder per defect type)")
 
 
 @app.command(epilog="""Examples:
@@ -171,12 +205,13 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write results (default RUN_DIR/evaluation)."),
     batch_size: int = typer.Option(256, help="Images per forward pass."),
     device: str = typer.Option("auto", help="auto, cpu, or cuda[:N]."),
-    convert_channels: bool = typer.Option(False, help="Convert test images to the model's channels (gray/colour)."),
+    convert_channels: bool = typer.Option(False, "--convert-channels",
+                                          help="Convert test images to the model's channels (gray/colour)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report here "
                                           "(ROC, histograms, learned patterns, worst cases)."),
     json_output: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
 ):
-    """ROC AUC of the combined, reconstruction-only and pattern-only scores, with plots."""
+    """ROC AUC on labelled test images, overall and per anomaly folder, and the operating point at the threshold."""
     try:
         from adegan.training import require_torch
 
@@ -188,20 +223,26 @@ def evaluate(
         metrics = evaluate_run(run_dir, test_source, out, device, batch_size, convert_channels, report=report)
     except AdeganError as error:
         _fail(error)
+    except KeyboardInterrupt:
+        _interrupted("the evaluation did not finish; its files are written at the end, so none changed",
+                     _same_command())
     if json_output:
         typer.echo(json.dumps(metrics, indent=2))
         return
-    auc = metrics["auc"]
+    auc, at = metrics["auc"], metrics["at_threshold"]
     typer.echo(f"test set: {metrics['test_set']} ({metrics['n_normal']} normal, {metrics['n_anomalous']} anomalous)")
-    typer.echo(f"AUC combined        {auc['combined']:.3f}   (score mode {metrics['score_mode']})")
-    if metrics["method"] == "memory-bank":  # one part, no patterns: the other lines would only repeat or be 0.5
-        typer.echo(f"(method memory-bank: the score is the standardised distance to the nearest normals)")
-    else:
-        typer.echo(f"AUC reconstruction  {auc['reconstruction']:.3f}")
-        typer.echo(f"AUC pattern         {auc['pattern']:.3f}")
-    at = metrics["at_threshold"]
+    typer.echo(f"AUC                 {auc['combined']:.3f}   (score mode {metrics['score_mode']}, method "
+               f"{metrics['method']})")
+    for part in ("reconstruction", "pattern"):  # only the parts this method has
+        if part in auc:
+            typer.echo(f"AUC {part:<15} {auc[part]:.3f}")
     typer.echo(f"at threshold {metrics['threshold']:.4f}: {at['true_positive_rate']:.1%} of anomalies flagged, "
                f"{at['false_positive_rate']:.1%} of normals flagged")
+    kinds = metrics.get("per_kind", {})
+    if len(kinds) > 1 or (kinds and next(iter(kinds)) not in metrics["test_set"]):
+        width = max(len(kind) for kind in kinds)
+        for kind, entry in kinds.items():
+            typer.echo(f"  {kind:<{width}}  AUC {entry['auc']:.3f}, {entry['flagged']:.1%} of {entry['images']} flagged")
     typer.echo(f"wrote {metrics['outputs']}/metrics.json, scores.csv, roc.png, score_histogram.png")
     if "report" in metrics:
         typer.echo(f"wrote {metrics['report']}")
@@ -236,6 +277,9 @@ def export(
         result = export_run(run_dir, ExportOptions(out, fp16, engine, max_batch, opset, triton, force))
     except AdeganError as error:
         _fail(error)
+    except KeyboardInterrupt:
+        _interrupted("no bundle was written (export builds it aside and moves it into place at the end)",
+                     _same_command())
     if json_output:
         typer.echo(json.dumps(result.manifest, indent=2))
         return
@@ -248,9 +292,23 @@ def export(
     typer.echo(f"  {'adegan.json':<18} (manifest: threshold {result.manifest['score']['threshold']:.4f})")
     if result.triton_dir:
         typer.echo(f"triton model repository: {result.triton_dir}")
+    bundle, source = _quote(result.bundle), result.manifest["training"]["source"]
+    hints = [f"adegan info {bundle}"]
+    if source not in BENCHMARKS and Path(source).is_dir():  # score the training photos: a first look at the scores
+        hints.append(f"adegan score {_quote(source)} --model {bundle} --out {_quote(Path(run_dir) / 'scores.csv')}")
+    hints.append(f"adegan watch --camera 0 --model {bundle}")
+    _print_next(hints)
+
+
+def _quote(path) -> str:
+    return shlex.quote(str(path))
+
+
+def _print_next(commands: list[str]) -> None:
+    """Next steps, one command per line, each runnable exactly as printed."""
     typer.echo("next:")
-    typer.echo(f"  adegan score IMAGES_DIR --model {result.bundle} --out results.csv")
-    typer.echo(f"  adegan watch --camera 0 --model {result.bundle}")
+    for command in commands:
+        typer.echo(f"  {command}")
 
 
 def _print_parity(parity: dict) -> None:
@@ -259,17 +317,6 @@ def _print_parity(parity: dict) -> None:
     for name, row in parity.items():
         cells = "".join(f"{row[f'max_abs_{c}']:>15.2e}" for c in columns)
         typer.echo(f"{name:<22}{cells}{row['verdict_changes']:>12} / {row['images']}")
-
-
-class Backend(str, Enum):
-    auto = "auto"
-    onnxruntime = "onnxruntime"
-    tensorrt = "tensorrt"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
 
 
 @app.command(epilog="""Examples:
@@ -295,19 +342,21 @@ def score(
     resume: bool = typer.Option(False, "--resume", help="Append to --out, skipping images already in it."),
     fail_on_anomaly: bool = typer.Option(False, "--fail-on-anomaly", help="Exit with code 4 if any image is anomalous."),
     workers: int = typer.Option(4, help="Decoding threads."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (logs, CI)."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Batch-score images with a bundle (no torch): one row per image, written as it goes."""
     try:
-        from adegan.runtime.batch import expand_inputs, score_files
+        from adegan.runtime.file_scoring import expand_inputs, score_files
         from adegan.runtime.model import BundleModel
 
         files = expand_inputs(paths)
         bundle_model = BundleModel(model, backend.value, precision.value, threshold)
-        summary = score_files(bundle_model, files, out, batch_size, resume, overlays, workers, progress)
+        summary = score_files(bundle_model, files, out, batch_size, resume, overlays, workers, not no_progress)
     except AdeganError as error:
         _fail(error)
+    except KeyboardInterrupt:
+        _interrupted(f"the rows of every finished batch are in {out}", _same_command("--resume"))
     if json_output:
         typer.echo(json.dumps({**summary.to_dict(), "out": str(out), "threshold": bundle_model.threshold}))
     else:
@@ -396,6 +445,8 @@ def calibrate(
         old, new = calibrate_bundle(bundle, good, target_fpr, backend=backend.value)
     except AdeganError as error:
         _fail(error)
+    except KeyboardInterrupt:
+        _interrupted(f"the manifest in {bundle} is unchanged", _same_command())
     typer.echo(f"calibrated on {new['n_images']} good images (target FPR {new['target_fpr']:g})")
     for key in ("mu_e", "sigma_e", "threshold"):
         typer.echo(f"  {key:<10} {old[key]:.6f} -> {new[key]:.6f}")
@@ -461,6 +512,8 @@ def bench(
         rows = benchmark(bundle, batch_sizes, seconds)
     except AdeganError as error:
         _fail(error)
+    except KeyboardInterrupt:
+        _interrupted("no measurement finished", _same_command())
     if json_output:
         typer.echo(json.dumps(rows, indent=2))
         return

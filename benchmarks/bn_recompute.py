@@ -23,8 +23,9 @@ from benchmark_results import save_results
 
 from adegan.runtime.score import calibrate
 from adegan.training.data import load_benchmark
-from adegan.training.evaluate import load_detector, summarize
-from adegan.training.trainer import detector_outputs
+from adegan.training.evaluate import summarize
+from adegan.training.inference import load_detector
+from adegan.training.inference import detector_outputs
 
 
 @torch.no_grad()

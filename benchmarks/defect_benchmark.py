@@ -147,7 +147,7 @@ def product_scores(train: np.ndarray, test: np.ndarray, image_size: int, channel
     patches; for whole images less the 10 % its distances are standardised on), test distances."""
     from adegan.training.config import MemoryBankConfig, ModelConfig
     from adegan.training.memory_bank import build_detector
-    from adegan.training.trainer import detector_outputs
+    from adegan.training.inference import detector_outputs
 
     model_config, bank_config = ModelConfig(image_size=image_size, channels=channels), MemoryBankConfig(**(bank_options or {}))
     held_out = None

@@ -1,4 +1,4 @@
-"""Fashion-MNIST leave-one-class-out (SPEC §4) at a budget this 2-core CPU can run.
+"""Fashion-MNIST leave-one-class-out at a budget this 2-core CPU can run.
 
 Superseded by `leave_one_class_out.py` (all datasets, tiers, variants, one file per run); kept so
 that the first probes in RESULTS.md (results/fashion_mnist_cpu*.json) stay reproducible.

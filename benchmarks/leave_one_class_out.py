@@ -1,4 +1,4 @@
-"""Leave-one-class-out benchmark (SPEC §4) for MNIST, Fashion-MNIST and CIFAR-10, with ablations.
+"""Leave-one-class-out benchmark for MNIST, Fashion-MNIST and CIFAR-10, with ablations.
 
 Every (variant, seed, anomaly class) is one training run through the library API (the same code
 as `adegan train`), evaluated with `model.eval()` on its full test split after a fixed number of

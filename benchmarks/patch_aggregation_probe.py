@@ -8,12 +8,12 @@ one chosen aggregation.
 
     python benchmarks/patch_aggregation_probe.py PATH/kolektorsdd_256.npz val
 """
-import sys, json, numpy as np, torch, torch.nn.functional as F
+import sys, numpy as np, torch, torch.nn.functional as F
 from pathlib import Path
 from defect_benchmark import load_npz, model_images, make_folds, validation_split
 from adegan.training.config import ModelConfig, MemoryBankConfig
 from adegan.training.memory_bank import build_detector
-from adegan.training.trainer import detector_outputs
+from adegan.training.inference import detector_outputs
 from adegan.training.metrics import roc_auc
 npz, phase = sys.argv[1], sys.argv[2]; choice = sys.argv[3] if len(sys.argv) > 3 else None
 d = load_npz(Path(npz))

@@ -89,7 +89,7 @@ def torch_pipeline(run_dir: Path, folder: Path, count: int, batch: int = 32) -> 
 
     from adegan.runtime.images import read_image, to_model_uint8
     from adegan.runtime.score import abnormality_score
-    from adegan.training.evaluate import load_detector
+    from adegan.training.inference import load_detector
 
     detector, _, _, calibration, _ = load_detector(run_dir, "cpu")
     paths = sorted(folder.glob("*.png"))[:count]

@@ -90,3 +90,21 @@ def sigint_default():
     import signal
 
     return lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def ctrl_c_inside():
+    """Run `adegan ARGS` in a real process where `module.function` raises KeyboardInterrupt when
+    called, as if the user pressed Ctrl-C there; returns the finished process."""
+    import subprocess
+    import sys
+
+    def run(module: str, function: str, arguments: list[str]) -> subprocess.CompletedProcess:
+        script = (f"import sys, {module} as target\n"
+                  "def interrupted(*args, **kwargs):\n    raise KeyboardInterrupt\n"
+                  f"target.{function} = interrupted\n"
+                  f"sys.argv = ['adegan', *{[str(a) for a in arguments]!r}]\n"
+                  "from adegan.cli import app\napp()")
+        return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+
+    return run

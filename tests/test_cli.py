@@ -1,6 +1,7 @@
 """The commands through typer's test runner, as a user types them."""
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -25,11 +26,27 @@ def test_train_then_evaluate_a_folder(synthetic_data, tmp_path):
 
     result = invoke("evaluate", run_dir, synthetic_data["test"])
     assert result.exit_code == 0, result.output
-    for line in ("AUC combined", "AUC reconstruction", "AUC pattern", "anomalies flagged"):
+    for line in ("AUC  ", "AUC reconstruction", "AUC pattern", "anomalies flagged"):
         assert line in result.stdout
     result = invoke("evaluate", run_dir, synthetic_data["test"], "--json")
     metrics = json.loads(result.stdout)
     assert set(metrics["auc"]) >= {"combined", "reconstruction", "pattern"}
+
+    # Two anomaly folders: an AUC and the share flagged per folder (per defect type).
+    import shutil
+
+    two_kinds = tmp_path / "two_kinds"
+    shutil.copytree(synthetic_data["test"], two_kinds)
+    (two_kinds / "scratch").mkdir()
+    for path in sorted((two_kinds / "defect").iterdir())[:20]:
+        path.rename(two_kinds / "scratch" / path.name)
+    result = invoke("evaluate", run_dir, two_kinds, "--out", tmp_path / "ev2")
+    assert result.exit_code == 0, result.output
+    per_kind = json.loads((tmp_path / "ev2" / "metrics.json").read_text())["per_kind"]
+    assert {k: v["images"] for k, v in per_kind.items()} == {"defect": 40, "scratch": 20}
+    for kind, entry in per_kind.items():
+        line = f"{kind} +AUC {entry['auc']:.3f}, {entry['flagged']:.1%} of {entry['images']} flagged"
+        assert re.search(line.replace(".", r"\.").replace("%", "%"), result.stdout), result.stdout
     result = invoke("evaluate", run_dir, synthetic_data["test"], "--report", tmp_path / "report.html")
     assert result.exit_code == 0 and f"wrote {tmp_path / 'report.html'}" in result.stdout, result.output
     assert (tmp_path / "report.html").read_text().startswith("<!DOCTYPE html>")
@@ -91,6 +108,15 @@ def test_sigint_saves_a_resumable_checkpoint(synthetic_data, tmp_path, sigint_de
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=60)
     assert process.returncode == 130, rest
-    assert "--resume" in rest
+    assert "interrupted (Ctrl-C)" in rest and "error:" not in rest
+    assert f"continue with: adegan train {synthetic_data['train']} --out {run_dir} --method adegan --preset tiny " \
+           "--epochs 1000 --batch-size 32 --no-progress --resume" in rest
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert state["epoch"] >= 1 and not state["complete"]
+
+    # Resumed mid-epoch: that epoch's img/s counts only the batches run after the resume.
+    total = state["epoch"] + 1
+    resumed = invoke("train", synthetic_data["train"], "--out", run_dir, "--resume", "--epochs", total, "--no-progress")
+    assert resumed.exit_code == 0, resumed.output
+    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["epoch"] == total and last["batches"] == 9 - state["batch_in_epoch"]

@@ -19,7 +19,7 @@ from adegan.export import tensorrt as trt_export  # noqa: E402
 from adegan.export.exporter import ExportOptions, export_run  # noqa: E402
 from adegan.runtime.bundle import BundleError, load_manifest, sha256_file  # noqa: E402
 from adegan.training.config import ModelConfig, TrainConfig  # noqa: E402
-from adegan.training.evaluate import load_detector  # noqa: E402
+from adegan.training.inference import load_detector  # noqa: E402
 from adegan.training.trainer import train  # noqa: E402
 
 QUIET = dict(log=lambda m: None)
@@ -242,7 +242,7 @@ def test_runtime_scores_match_the_torch_evaluation(run_dir, bundle, synthetic_da
 
     evaluate_run(run_dir, str(synthetic_data["test"]), out_dir=tmp_path / "eval", plots=False, **QUIET)
     with open(tmp_path / "eval" / "scores.csv", newline="") as file:
-        torch_scores = {row["image"]: float(row["score"]) for row in csv.DictReader(file)}
+        torch_scores = {row["path"]: float(row["score"]) for row in csv.DictReader(file)}
     result = CliRunner().invoke(app, ["score", str(synthetic_data["test"]), "--model", str(bundle),
                                       "--out", str(tmp_path / "runtime.csv"), "--backend", "onnxruntime"])
     assert result.exit_code == 0, result.output

@@ -18,6 +18,14 @@ def test_cli_and_runtime_import_no_heavy_library():
     assert output.stdout.strip() == "", f"imported at start-up: {output.stdout}"
 
 
+def test_the_command_line_starts_without_numpy():
+    """`adegan --help` and option parsing import only the standard library, typer and adegan's
+    own choice tuples (the bundle contract, the config), so they answer at once."""
+    script = "import sys, adegan.cli; print('numpy' in sys.modules)"
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert output.stdout.strip() == "False"
+
+
 def test_runtime_never_imports_training_or_export():
     from pathlib import Path
 

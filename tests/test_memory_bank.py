@@ -18,7 +18,7 @@ from adegan.runtime.model import BundleModel  # noqa: E402
 from adegan.runtime.images import read_image  # noqa: E402
 from adegan.training.config import MemoryBankConfig, ModelConfig  # noqa: E402
 from adegan.training.memory_bank import MemoryBankDetector, build_detector, greedy_coreset  # noqa: E402
-from adegan.training.trainer import detector_outputs  # noqa: E402
+from adegan.training.inference import detector_outputs  # noqa: E402
 
 runner = CliRunner()
 
@@ -122,10 +122,14 @@ def test_cli_train_export_score_on_photos(photo_folders, tmp_path):
     assert roc_auc(labels, np.array([float(r["score"]) for r in rows])) > 0.95
     evaluated_rows = list(csv.DictReader(open(run / "evaluation" / "scores.csv")))
     torch_scores = np.array([float(r["score"]) for r in evaluated_rows])
-    onnx_scores = np.array([runtime[Path(r["image"]).name + Path(r["image"]).parent.name] for r in evaluated_rows])
+    onnx_scores = np.array([runtime[Path(r["path"]).name + Path(r["path"]).parent.name] for r in evaluated_rows])
+    assert [r["verdict"] for r in evaluated_rows] == ["anomaly" if s > float(json.loads(trained.stdout)["calibration"]
+                                                      ["threshold"]) else "normal" for s in torch_scores]
     assert np.abs(torch_scores - onnx_scores).max() < 1e-3  # the runtime reproduces evaluate's score
     plain = runner.invoke(app, ["evaluate", str(run), str(photo_folders / "test")])
-    assert "AUC combined" in plain.output and "AUC pattern" not in plain.output  # no meaningless 0.5 line
+    assert "AUC  " in plain.output and "AUC pattern" not in plain.output  # no meaningless 0.5 line
+    assert set(metrics["auc"]) == {"combined"} and "mean_pattern_confidence" not in metrics
+    assert metrics["per_kind"]["crack"]["images"] == sum(r["kind"] == "crack" for r in evaluated_rows)
     overlay = read_image(next((tmp_path / "overlays").iterdir()))
     assert overlay.shape[0] > overlay.shape[1]  # the overlay keeps the photo's tall shape
 
@@ -182,15 +186,15 @@ def test_cli_mean_z_run_exports_with_parity(synthetic_data, tmp_path):
     assert manifest["parity"]["fp32_vs_torch"]["verdict_changes"] == 0
 
 
-def test_ctrl_c_during_a_build_says_how_to_start_again(synthetic_data, tmp_path, monkeypatch):
-    from adegan.training import memory_bank
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(memory_bank, "build_detector", interrupted)
-    result = runner.invoke(app, ["train", str(synthetic_data["train"]), "--out", str(tmp_path / "run"), "--no-progress"])
-    assert result.exit_code == 130 and "interrupted while building the memory bank" in result.output
+def test_ctrl_c_during_a_build_says_how_to_start_again(synthetic_data, tmp_path, ctrl_c_inside):
+    """A Ctrl-C inside the build, in a real process: exit code 130, no traceback, and the exact
+    command that starts again."""
+    run = tmp_path / "run"
+    result = ctrl_c_inside("adegan.training.memory_bank", "build_detector",
+                           ["train", synthetic_data["train"], "--out", run, "--no-progress"])
+    assert result.returncode == 130 and "interrupted while building the memory bank" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"continue with: adegan train {synthetic_data['train']} --out {run} --no-progress --force" in result.stderr
 
 
 def test_resume_on_a_finished_bank_does_not_build_it_again(synthetic_data, tmp_path):

@@ -1,1 +1,1 @@
-"""Export: torch checkpoint -> ONNX (fp32, fp16) -> TensorRT engine, plus a manifest (issue #3)."""
+"""Export: torch checkpoint -> ONNX (fp32, fp16) -> TensorRT engine, plus a manifest."""

@@ -1,4 +1,4 @@
-"""`adegan export`: a trained run -> a deployable bundle (SPEC §5), written atomically.
+"""`adegan export`: a trained run -> a deployable bundle, written atomically.
 
 The bundle is assembled in a temporary folder beside the target and renamed into place only
 when complete, so an interrupted export never leaves a half-written bundle that looks complete.
@@ -18,7 +18,8 @@ from adegan.errors import UsageError
 from adegan.export import onnx as onnx_export
 from adegan.export import tensorrt as trt_export
 from adegan.export.parity import check_parity
-from adegan.runtime.bundle import MANIFEST_KIND, MANIFEST_NAME, METADATA_KEY, SCHEMA_VERSION, file_entry, is_bundle
+from adegan.runtime.bundle import file_entry, is_bundle
+from adegan.runtime.contract import ENGINE_FILE, MANIFEST_KIND, MANIFEST_NAME, METADATA_KEY, MODEL_FILE, MODEL_FP16_FILE, SCHEMA_VERSION
 from adegan.runtime.files import disk_full_error, is_disk_full, make_staging_dir, write_json
 
 PARITY_IMAGES = 256  # calibration images used for the parity tables
@@ -99,7 +100,7 @@ def build_manifest(run_dir: Path, state: dict, model_config, train_config, calib
 
 
 def export_run(run_dir: Path, options: ExportOptions, log=default_log) -> ExportResult:
-    from adegan.training.evaluate import load_detector
+    from adegan.training.inference import load_detector
 
     run_dir = Path(run_dir)
     out = Path(options.out) if options.out else run_dir / "bundle"
@@ -119,14 +120,14 @@ def export_run(run_dir: Path, options: ExportOptions, log=default_log) -> Export
     try:
         C, H = model_config.channels, model_config.image_size
         log(f"2/{total} exporting ONNX (opset {options.opset})")
-        onnx_export.torch2onnx(detector, staging / "model.onnx", C, H, options.opset)
+        onnx_export.torch2onnx(detector, staging / MODEL_FILE, C, H, options.opset)
         if options.fp16:
             log("    converting to fp16 (fp32 inputs/outputs, reductions and softmax in fp32)")
-            onnx_export.onnx_fp32_to_fp16(staging / "model.onnx", staging / "model.fp16.onnx")
+            onnx_export.onnx_fp32_to_fp16(staging / MODEL_FILE, staging / MODEL_FP16_FILE)
         log(f"3/{total} parity check on {len(images)} calibration images")
         manifest["parity"] = check_parity(detector, staging, images, calibration, options.fp16)
         log(f"4/{total} writing the manifest")
-        onnx_names = ["model.onnx"] + (["model.fp16.onnx"] if options.fp16 else [])
+        onnx_names = [MODEL_FILE] + ([MODEL_FP16_FILE] if options.fp16 else [])
         for name in onnx_names:  # the manifest, less the file hashes, travels inside each ONNX file
             onnx_export.embed_metadata(staging / name, METADATA_KEY, manifest)
         engine_note = None
@@ -134,8 +135,8 @@ def export_run(run_dir: Path, options: ExportOptions, log=default_log) -> Export
             log(f"5/{total} building the TensorRT engine")
             engine_note = _build_engine(staging, out, manifest, options, C, H, log)
         manifest["files"] = {name: file_entry(staging / name) for name in onnx_names}
-        if (staging / "model.engine").exists():
-            manifest["files"]["model.engine"] = file_entry(staging / "model.engine")
+        if (staging / ENGINE_FILE).exists():
+            manifest["files"][ENGINE_FILE] = file_entry(staging / ENGINE_FILE)
         write_json(staging / MANIFEST_NAME, manifest)
         _move_into_place(staging, out)
     except BaseException as error:
@@ -148,7 +149,7 @@ def export_run(run_dir: Path, options: ExportOptions, log=default_log) -> Export
     if options.triton:
         from adegan.export.triton import write_triton_repository
 
-        result.triton_dir = write_triton_repository(options.triton, manifest["name"], out / "model.onnx",
+        result.triton_dir = write_triton_repository(options.triton, manifest["name"], out / MODEL_FILE,
                                                     manifest, options.max_batch, options.fp16)
     return result
 

@@ -5,7 +5,7 @@ The graph is the `Detector`: input `images` (N, C, H, W) float32 in [0, 1], dyna
 
 We export with the TorchScript-based exporter (`dynamo=False`, passed explicitly since torch's
 default changed): it writes one self-contained file, supports opset 17 (what TensorRT 8.5 on
-JetPack 5.1 reads), and needs only `onnx`. See ../shared/notes/platform.md.
+JetPack 5.1 reads), and needs only `onnx`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import json
 import warnings
 from pathlib import Path
 
-INPUT_NAME = "images"
-OUTPUT_NAMES = ("recon_error", "pattern_probs", "residual")
+from adegan.runtime.contract import INPUT_NAME, OUTPUT_NAMES
 DEFAULT_OPSET = 17
 # Ops kept in fp32 inside the fp16 graph: reductions and the softmax, where fp16 loses the most.
 FP32_OPS = ("ReduceMean", "Softmax")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from adegan.errors import AdeganError, MissingDependencyError
-from adegan.export.onnx import INPUT_NAME, OUTPUT_NAMES
+from adegan.runtime.contract import INPUT_NAME, MODEL_FILE, MODEL_FP16_FILE, OUTPUT_NAMES
 from adegan.runtime.images import to_float
 from adegan.runtime.score import Calibration, abnormality_score
 
@@ -60,12 +60,12 @@ def compare(reference: tuple, candidate: tuple, calibration: Calibration) -> dic
 
 def check_parity(detector, bundle: Path, images_uint8: np.ndarray, calibration: Calibration, fp16: bool) -> dict:
     """{"fp32_vs_torch": {...}, "fp16_vs_fp32": {...}}; raises if fp32 parity fails."""
-    from adegan.training.trainer import detector_outputs
+    from adegan.training.inference import detector_outputs
 
     device = next(detector.parameters()).device
     reference = detector_outputs(detector, images_uint8, device, batch_size=64, with_residual=True)
     images = to_float(images_uint8)
-    fp32 = onnx_outputs(bundle / "model.onnx", images)
+    fp32 = onnx_outputs(bundle / MODEL_FILE, images)
     report = {"fp32_vs_torch": compare(reference, fp32, calibration)}
     worst = report["fp32_vs_torch"]["max_rel_recon_error"]
     in_sigma = report["fp32_vs_torch"]["max_recon_error_in_sigma"]
@@ -75,5 +75,5 @@ def check_parity(detector, bundle: Path, images_uint8: np.ndarray, calibration: 
             f"{in_sigma:.2e} sigma_e, more than {FP32_RELATIVE_TOLERANCE:.0e} and {FP32_SIGMA_TOLERANCE:.0e}; please report this with your torch/onnx versions"
         )
     if fp16:
-        report["fp16_vs_fp32"] = compare(fp32, onnx_outputs(bundle / "model.fp16.onnx", images), calibration)
+        report["fp16_vs_fp32"] = compare(fp32, onnx_outputs(bundle / MODEL_FP16_FILE, images), calibration)
     return report

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adegan.errors import AdeganError
+from adegan.runtime.contract import ENGINE_FILE, MODEL_FILE, MODEL_FP16_FILE
 
 DEFAULT_WORKSPACE_BYTES = 1 << 30
 
@@ -47,7 +48,7 @@ def build_plan(trt_version: str, fp16: bool) -> BuildPlan:
         raise TensorRTUnavailable(f"TensorRT {trt_version} is too old: adegan needs 8.5 or newer (JetPack 5.1+)")
     strongly_typed = fp16 and version >= (10, 12)
     return BuildPlan(
-        onnx_file="model.fp16.onnx" if strongly_typed else "model.onnx",
+        onnx_file=MODEL_FP16_FILE if strongly_typed else MODEL_FILE,
         explicit_batch_flag=version < (10, 0),
         strongly_typed=strongly_typed,
         fp16_builder_flag=fp16 and not strongly_typed,
@@ -68,7 +69,7 @@ def trtexec_command(bundle: Path, channels: int, image_size: int, max_batch: int
     """The equivalent trtexec command line, for building the engine on the target device."""
     plan = build_plan(trt_version, fp16)
     low, opt, high = (f"images:{'x'.join(map(str, s))}" for s in profile_shapes(channels, image_size, max_batch))
-    parts = ["trtexec", f"--onnx={bundle / plan.onnx_file}", f"--saveEngine={bundle / 'model.engine'}",
+    parts = ["trtexec", f"--onnx={bundle / plan.onnx_file}", f"--saveEngine={bundle / ENGINE_FILE}",
              f"--minShapes={low}", f"--optShapes={opt}", f"--maxShapes={high}",
              f"--memPoolSize=workspace:{workspace_bytes // (1 << 20)}",
              f"--timingCacheFile={bundle / 'timing.cache'}"]
@@ -125,7 +126,7 @@ def onnx2engine(bundle: Path, channels: int, image_size: int, max_batch: int, fp
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise AdeganError("TensorRT failed to build the engine (see the TensorRT log above)")
-    (bundle / "model.engine").write_bytes(bytes(serialized))
+    (bundle / ENGINE_FILE).write_bytes(bytes(serialized))
     if timing_cache is not None:
         timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
     return {"version": trt.__version__, "onnx": plan.onnx_file, "fp16": fp16,

@@ -1,4 +1,5 @@
-"""Inference backends behind one small interface: ONNX Runtime and native TensorRT.
+"""Inference backends behind one small interface (`contract.Backend`): ONNX Runtime here, native
+TensorRT in tensorrt_backend.py.
 
 A backend takes float32 images (N, C, H, W) in [0, 1] and returns the graph's three outputs.
 Inputs are validated against the manifest first, with a message that says what was expected.
@@ -6,43 +7,12 @@ Inputs are validated against the manifest first, with a message that says what w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from adegan.errors import AdeganError, MissingDependencyError, UsageError
-
-OUTPUT_NAMES = ("recon_error", "pattern_probs", "residual")
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
-
-
-class InputError(AdeganError):
-    """Images that do not fit the model."""
-
-
-@dataclass
-class Outputs:
-    recon_error: np.ndarray  # (N,)
-    pattern_probs: np.ndarray  # (N, K)
-    residual: np.ndarray  # (N, 1, H, W)
-
-
-def validate_images(images: np.ndarray, manifest: dict) -> np.ndarray:
-    """Check dtype, rank, channels and size against the manifest; returns a contiguous float32 array."""
-    spec = manifest["input"]
-    expected = (spec["channels"], spec["image_size"], spec["image_size"])
-    if not isinstance(images, np.ndarray) or images.ndim != 4:
-        raise InputError(f"images must be a 4-D array (N, C, H, W), got {getattr(images, 'shape', type(images))}")
-    if images.shape[1] != expected[0]:
-        raise InputError(f"the model expects {expected[0]} channel(s) ({spec['colour_order']}), got {images.shape[1]}")
-    if images.shape[2:] != expected[1:]:
-        raise InputError(f"the model expects {expected[1]}x{expected[2]} images, got "
-                         f"{images.shape[2]}x{images.shape[3]}; preprocess with adegan.runtime.images")
-    if images.dtype != np.float32:
-        raise InputError(f"images must be float32 in [0, 1], got {images.dtype}")
-    return np.ascontiguousarray(images)
-
+from adegan.errors import MissingDependencyError, UsageError
+from adegan.runtime.contract import BACKENDS, ENGINE_FILE, INPUT_NAME, OUTPUT_NAMES, Outputs, onnx_file, validate_images
 
 class OnnxRuntimeBackend:
     """ONNX Runtime with the best installed provider: TensorRT EP -> CUDA EP -> CPU.
@@ -61,7 +31,7 @@ class OnnxRuntimeBackend:
                 "ONNX Runtime is not installed: pip install 'adegan[cpu]' (or 'adegan[gpu]' on a CUDA machine)"
             ) from exc
         self.manifest = manifest
-        model = Path(bundle) / ("model.fp16.onnx" if precision == "fp16" else "model.onnx")
+        model = Path(bundle) / onnx_file(precision)
         if not model.is_file():
             raise UsageError(f"{model}: not in the bundle; export with --fp16 or use --precision fp32")
         options = ort.SessionOptions()
@@ -73,10 +43,13 @@ class OnnxRuntimeBackend:
 
     def infer(self, images: np.ndarray) -> Outputs:
         images = validate_images(images, self.manifest)
-        return Outputs(*self.session.run(list(OUTPUT_NAMES), {"images": images}))
+        return Outputs(*self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: images}))
 
     def describe(self) -> str:
         return f"onnxruntime ({self.provider}, {self.model_file})"
+
+    def close(self) -> None:
+        self.session = None  # ORT frees the session (and its threads) when the last reference goes
 
 
 def choose_providers(available: list[str], bundle: Path, fp16: bool) -> list:
@@ -108,7 +81,7 @@ def open_backend(bundle: Path, manifest: dict, kind: str = "auto", precision: st
     cuda-python are importable, else ONNX Runtime."""
     if kind not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {kind!r}")
-    engine = Path(bundle) / "model.engine"
+    engine = Path(bundle) / ENGINE_FILE
     if kind == "tensorrt" or (kind == "auto" and engine.is_file() and tensorrt_available()):
         from adegan.runtime.tensorrt_backend import TensorRTBackend
 

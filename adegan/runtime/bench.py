@@ -10,13 +10,14 @@ import numpy as np
 from adegan.errors import AdeganError
 from adegan.runtime.backends import open_backend, tensorrt_available
 from adegan.runtime.bundle import load_manifest
+from adegan.runtime.contract import ENGINE_FILE, MODEL_FP16_FILE
 
 
 def _variants(bundle: Path, manifest: dict) -> list[tuple[str, str]]:
     variants = [("onnxruntime", "fp32")]
-    if (bundle / "model.fp16.onnx").is_file():
+    if (bundle / MODEL_FP16_FILE).is_file():
         variants.append(("onnxruntime", "fp16"))
-    if (bundle / "model.engine").is_file() and tensorrt_available():
+    if (bundle / ENGINE_FILE).is_file() and tensorrt_available():
         variants.append(("tensorrt", "engine"))
     return variants
 

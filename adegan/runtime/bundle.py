@@ -1,4 +1,4 @@
-"""The deployable bundle (SPEC §5): a folder with model files and the manifest `adegan.json`.
+"""The deployable bundle: a folder with model files and the manifest `adegan.json` (contract.py).
 
 Export writes it; the runtime reads and verifies it here, with numpy and the standard library
 only. A bundle whose files do not match the manifest's sha256 is refused.
@@ -11,11 +11,7 @@ import json
 from pathlib import Path
 
 from adegan.errors import AdeganError
-
-MANIFEST_NAME = "adegan.json"
-MANIFEST_KIND = "adegan-bundle"
-SCHEMA_VERSION = 1
-METADATA_KEY = "adegan"  # key of the manifest (less file hashes) in ONNX metadata_props
+from adegan.runtime.contract import MANIFEST_KIND, MANIFEST_NAME, SCHEMA_VERSION
 
 
 class BundleError(AdeganError):

@@ -16,7 +16,7 @@ import numpy as np
 
 from adegan.console import log as default_log
 from adegan.errors import UsageError
-from adegan.runtime.batch import expand_inputs
+from adegan.runtime.file_scoring import expand_inputs
 from adegan.runtime.bundle import MANIFEST_NAME
 from adegan.runtime.files import atomic_write_text
 from adegan.runtime.images import ImageDecodeError, read_image, to_float

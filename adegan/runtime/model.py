@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from adegan.runtime.backends import Outputs, open_backend
+from adegan.runtime.backends import open_backend
 from adegan.runtime.bundle import load_manifest
+from adegan.runtime.contract import OUTPUT_NAMES, Outputs
 from adegan.runtime.images import to_float, to_model_uint8
 from adegan.runtime.score import abnormality_score
 
@@ -27,7 +28,8 @@ class Scores:
 
 
 class BundleModel:
-    """Preprocess -> infer -> score, exactly as training evaluated it."""
+    """Preprocess -> infer -> score, exactly as training evaluated it. A context manager: leaving
+    the `with` block releases the backend (ORT session, TensorRT buffers and stream)."""
 
     def __init__(self, bundle: Path, backend: str = "auto", precision: str = "fp32",
                  threshold: float | None = None, verify: bool = True):
@@ -54,9 +56,18 @@ class BundleModel:
             return self.backend.infer(images)
         parts = [self.backend.infer(images[start:start + step]) for start in range(0, len(images), step)]
         return Outputs(*(np.concatenate([getattr(part, name) for part in parts])
-                         for name in ("recon_error", "pattern_probs", "residual")))
+                         for name in OUTPUT_NAMES))
 
     def score_uint8(self, batch_uint8: np.ndarray) -> Scores:
         outputs = self.infer(to_float(batch_uint8))
         score = abnormality_score(outputs.recon_error, outputs.pattern_probs, self.mu_e, self.sigma_e, self.score_mode)
         return Scores(score, score > self.threshold, outputs)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "BundleModel":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

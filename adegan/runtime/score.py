@@ -1,4 +1,4 @@
-"""The abnormality score of SPEC §3 (paper Eqs. 9-11), numpy only.
+"""The abnormality score (paper Eqs. 9-11), numpy only.
 
 Training-side evaluation and the runtime both call `abnormality_score`, so a score computed on
 a Jetson is the score that was evaluated on the benchmark.
@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-SCORE_MODES = ("cdf", "two-sided", "z")
+from adegan.runtime.contract import SCORE_MODES
+
 _SIGMA_FLOOR = 1e-12
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 

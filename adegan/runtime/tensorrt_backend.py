@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from adegan.errors import AdeganError, MissingDependencyError
-from adegan.runtime.backends import OUTPUT_NAMES, Outputs, validate_images
+from adegan.runtime.contract import ENGINE_FILE, INPUT_NAME, MANIFEST_NAME, OUTPUT_NAMES, Outputs, validate_images
 
 
 def _cudart():
@@ -56,10 +56,10 @@ class TensorRTBackend:
         if self.engine is None:
             raise AdeganError(f"{engine_path}: TensorRT could not load the engine (built by another TensorRT version "
                               f"or GPU?); rebuild it here: adegan export RUN_DIR --engine, or the trtexec line in "
-                              f"adegan.json")
+                              f"{MANIFEST_NAME}")
         self.context = self.engine.create_execution_context()
         self.stream = _check(self.cudart.cudaStreamCreate())
-        self.max_batch = int(self.engine.get_tensor_profile_shape("images", 0)[2][0])
+        self.max_batch = int(self.engine.get_tensor_profile_shape(INPUT_NAME, 0)[2][0])
         self.buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
         for index in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(index)
@@ -93,8 +93,8 @@ class TensorRTBackend:
 
     def _infer_chunk(self, images: np.ndarray) -> list[np.ndarray]:
         cudart, trt = self.cudart, self.trt
-        self.context.set_input_shape("images", images.shape)
-        pointer, _ = self.buffers["images"]
+        self.context.set_input_shape(INPUT_NAME, images.shape)
+        pointer, _ = self.buffers[INPUT_NAME]
         _check(cudart.cudaMemcpyAsync(pointer, images.ctypes.data, images.nbytes,
                                       cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
         if not self.context.execute_async_v3(int(self.stream)):
@@ -110,7 +110,7 @@ class TensorRTBackend:
         return [r.astype(np.float32, copy=False) for r in results]
 
     def describe(self) -> str:
-        return f"tensorrt ({self.provider}, model.engine, max batch {self.max_batch})"
+        return f"tensorrt ({self.provider}, {ENGINE_FILE}, max batch {self.max_batch})"
 
     def close(self) -> None:
         for pointer, _ in self.buffers.values():

@@ -9,12 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 from adegan.errors import UsageError
-from adegan.runtime.score import SCORE_MODES
+from adegan.runtime.contract import SCORE_MODES
 
 IMAGE_SIZES = (32, 64, 128, 256)
 PATTERN_INPUTS = ("softmax", "hard")
 METHODS = ("memory-bank", "adegan", "autoencoder")
+BENCHMARKS = ("mnist", "fashion-mnist", "cifar10")  # sources read by name, for leave-one-class-out
 WHOLE_IMAGE_DISTANCES = ("cosine", "l2", "max-z", "mean-z")
+PRESETS = {"default": {}, "tiny": {"width": 8}}  # model sizes: tiny is for tests and demos
 WHOLE_IMAGE_MAX_SIZE = 64  # up to this size a memory bank compares whole images, above it patches
 
 
@@ -28,7 +30,7 @@ def _from_dict(cls, data: dict, what: str):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes of G, D and E (SPEC §1). `latent_dim` defaults to 30 (gray) / 64 (colour)."""
+    """Sizes of G, D and E. `latent_dim` defaults to 30 (gray) / 64 (colour)."""
 
     image_size: int = 32
     channels: int = 1
@@ -56,10 +58,9 @@ class ModelConfig:
     @classmethod
     def preset(cls, name: str, **overrides) -> "ModelConfig":
         """`default` (width 64) or `tiny` (width 8, for tests), with field overrides."""
-        presets = {"default": {}, "tiny": {"width": 8}}
-        if name not in presets:
-            raise UsageError(f"unknown model preset {name!r}; choose from {', '.join(presets)}")
-        return cls(**{**presets[name], **overrides})
+        if name not in PRESETS:
+            raise UsageError(f"unknown model preset {name!r}; choose from {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,7 +133,7 @@ class MemoryBankConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train (SPEC §2). Loss weights default to (1, 1, 10) gray / (1, 10, 10) colour."""
+    """How to train. Loss weights default to (1, 1, 10) gray / (1, 10, 10) colour."""
 
     source: str = ""
     anomaly_class: int | None = None
@@ -152,7 +153,7 @@ class TrainConfig:
     interpolation_fraction: float = 0.5  # share of each generated batch that is interpolated
     interpolation_draws: int = 3  # t >= 2 draws per same-pattern interpolation
     pattern_input: str = "softmax"  # what G receives from E in L_recon: softmax or hard one-hot
-    noise_loss_weight: float = 1.0  # weight of MSE(z_n_hat, z_n) inside L_sl (SPEC: 1)
+    noise_loss_weight: float = 1.0  # weight of MSE(z_n_hat, z_n) inside L_sl (the paper: 1)
     score_mode: str | None = None  # None: "z" for the memory bank, "cdf" (the paper's Eq. 9) otherwise
     # "memory-bank" (default): nearest-normal distance, see memory_bank.py; "adegan": the paper's GAN;
     # "autoencoder": the baseline of the benchmarks. The same E and G trained as a plain

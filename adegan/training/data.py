@@ -1,4 +1,4 @@
-"""Training data: image folders and the leave-one-class-out benchmarks (SPEC §4).
+"""Training data: image folders and the leave-one-class-out benchmarks.
 
 Everything is held in memory as uint8 (N, C, H, W) at the model size, produced by the
 runtime's shared preprocessing; the float conversion happens per batch.
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from adegan.errors import UsageError
+from adegan.training.config import BENCHMARKS
 from adegan.runtime.images import (
     ImageDecodeError,
     read_image,
@@ -25,13 +26,20 @@ from adegan.runtime.images import (
     decode_image,
 )
 
-# MNIST and CIFAR-10 files: $ADEGAN_DATASETS, else ../shared/datasets beside the checkout.
-SHARED_DATASETS = Path(os.environ.get("ADEGAN_DATASETS") or Path(__file__).resolve().parents[3] / "shared" / "datasets")
+
+
+def datasets_folder() -> Path:
+    """Where the benchmark files (mnist.npz, cifar10_jpegbytes.npz) are: $ADEGAN_DATASETS, else
+    ./datasets in the working directory; --dataset-path names one file directly."""
+    return Path(os.environ.get("ADEGAN_DATASETS") or "datasets")
+
+
 DATASETS = {
     "mnist": {"channels": 1, "default": "mnist.npz"},
     "fashion-mnist": {"channels": 1, "default": "/usr/share/datasets/fashion-mnist"},
     "cifar10": {"channels": 3, "default": "cifar10_jpegbytes.npz"},
 }
+assert tuple(DATASETS) == BENCHMARKS, "every benchmark name needs its data source"
 CLASS_NAMES = {
     "mnist": [str(digit) for digit in range(10)],
     "fashion-mnist": [
@@ -60,14 +68,14 @@ class DataSplit:
 
 
 def is_benchmark(source: str) -> bool:
-    return source in DATASETS
+    return source in BENCHMARKS
 
 
 def leave_one_class_out(
     labels: np.ndarray, anomaly_class: int, seed: int,
     test_fraction: float = 0.2, calibration_fraction: float = 0.1,
 ) -> dict[str, np.ndarray]:
-    """Index sets of SPEC §4 over the pooled train+test labels.
+    """Leave-one-class-out index sets over the pooled train+test labels.
 
     The normals (all classes but `anomaly_class`) get a seeded 80/20 split; 10 % of the 80 %
     is the calibration hold-out; test = the 20 % normals + every anomalous image.
@@ -101,7 +109,7 @@ def _resolve_dataset_path(name: str, dataset_path: str | None) -> Path:
         path = Path(dataset_path)
     else:
         default = Path(DATASETS[name]["default"])
-        path = default if default.is_absolute() else SHARED_DATASETS / default
+        path = default if default.is_absolute() else datasets_folder() / default
     if not path.exists():
         hint = {
             "fashion-mnist": "install it with `apt-get install dataset-fashion-mnist` or pass --dataset-path",
@@ -154,7 +162,7 @@ def load_benchmark(
     max_train_images: int | None = None, channels: int | None = None,
     parts: tuple[str, ...] = ("train", "calibration", "test"),
 ) -> DataSplit:
-    """SPEC §4 split of a benchmark dataset at the model size.
+    """The leave-one-class-out split of a benchmark dataset at the model size.
 
     Only the `parts` asked for are converted (training needs no test images, evaluation no
     training images); the others come back empty. The split and `info` are the same either way.

@@ -17,37 +17,16 @@ from adegan.errors import UsageError
 from adegan.runtime.files import atomic_write_text, write_json
 from adegan.runtime.images import detect_channels, list_images
 from adegan.runtime.score import SCORE_MODES, Calibration, abnormality_score, pattern_only_score
-from adegan.training.checkpoint import configs_from_state, load_checkpoint
 from adegan.training.config import ModelConfig, TrainConfig
 from adegan.training.data import is_benchmark, load_benchmark, load_labelled_folder
 from adegan.training.metrics import roc_auc, roc_curve
-from adegan.training.model import Detector, Extractor, Generator
-from adegan.training.trainer import detector_outputs, resolve_device
-
-
-def load_detector(run_dir: Path, device: str = "auto"):
-    """(detector in eval mode, ModelConfig, TrainConfig, Calibration, checkpoint state)."""
-    state = load_checkpoint(Path(run_dir))
-    model_config, train_config = configs_from_state(state, Path(run_dir))
-    if state.get("calibration") is None:
-        raise UsageError(f"{run_dir}: the run has not finished an epoch yet, so it has no calibration; "
-                         f"train at least one epoch (`adegan train ... --resume`)")
-    if train_config.method == "memory-bank":
-        from adegan.training import memory_bank
-
-        bank_config = memory_bank.config_from_state(state, run_dir)
-        detector = memory_bank.detector_from_state(model_config, bank_config, state["memory_bank"])
-        return detector.to(resolve_device(device)), model_config, train_config, Calibration.from_dict(state["calibration"]), state
-    generator, extractor = Generator(model_config), Extractor(model_config)
-    generator.load_state_dict(state["generator"])
-    extractor.load_state_dict(state["extractor"])
-    detector = Detector(generator, extractor, train_config.method == "autoencoder").to(resolve_device(device)).eval()
-    return detector, model_config, train_config, Calibration.from_dict(state["calibration"]), state
+from adegan.training.inference import detector_outputs, load_detector
 
 
 def load_test_set(model_config: ModelConfig, train_config: TrainConfig, test_source: str | None,
-                  convert_channels: bool, log) -> tuple[np.ndarray, np.ndarray, list[str], str]:
-    """Test images, labels (1 = anomaly), a name per image, and a description."""
+                  convert_channels: bool, log) -> tuple[np.ndarray, np.ndarray, list[str], list[str], str]:
+    """Test images, labels (1 = anomaly), a name per image, a kind per image (good, or the
+    anomaly's folder or class name), and a description."""
     if test_source is None or test_source == train_config.source:
         if not is_benchmark(train_config.source):
             raise UsageError(
@@ -59,7 +38,9 @@ def load_test_set(model_config: ModelConfig, train_config: TrainConfig, test_sou
                               train_config.dataset_path, channels=model_config.channels, parts=("test",))
         names = [f"{train_config.source}[{i}]" for i in range(len(data.test))]
         info = data.info
-        return data.test, data.test_labels, names, f"{info['dataset']}, anomaly class {info['anomaly_class']} ({info['anomaly_name']})"
+        kinds = [info["anomaly_name"] if label else "normal" for label in data.test_labels]
+        return (data.test, data.test_labels, names, kinds,
+                f"{info['dataset']}, anomaly class {info['anomaly_class']} ({info['anomaly_name']})")
     if is_benchmark(test_source):
         raise UsageError(f"to evaluate on {test_source}, train on it: the split is fixed by the run's seed and class")
     folder = Path(test_source)
@@ -72,23 +53,31 @@ def load_test_set(model_config: ModelConfig, train_config: TrainConfig, test_sou
                 f"({model_config.channels} channel(s)); pass --convert-channels to convert them on load"
             )
     images, labels, paths = load_labelled_folder(folder, model_config.image_size, model_config.channels, log)
-    return images, labels, [str(p) for p in paths], str(folder)
+    kinds = [Path(path).relative_to(folder).parts[0] for path in paths]
+    return images, labels, [str(p) for p in paths], kinds, str(folder)
 
 
-def summarize(labels: np.ndarray, recon_error: np.ndarray, pattern_probs: np.ndarray,
-              calibration: Calibration) -> tuple[dict, dict[str, np.ndarray]]:
-    """AUCs and the operating point at the calibrated threshold; also the per-image scores."""
-    scores = {
-        "combined": abnormality_score(recon_error, pattern_probs, calibration.mu_e, calibration.sigma_e,
-                                      calibration.score_mode),
-        "reconstruction": np.asarray(recon_error, dtype=np.float64),
-        "pattern": pattern_only_score(pattern_probs),
-    }
-    for mode in SCORE_MODES:  # both readings of Eq. 9, for the ablation
-        scores[f"combined_{mode}"] = abnormality_score(recon_error, pattern_probs, calibration.mu_e,
-                                                       calibration.sigma_e, mode)
+# The score parts that mean something per method: a memory bank has one number (its distance), an
+# autoencoder no patterns; printing a pattern AUC of 0.5 for them would only mislead.
+SCORE_PARTS = {"adegan": ("combined", "reconstruction", "pattern"), "autoencoder": ("combined", "reconstruction"),
+               "memory-bank": ("combined",)}
+
+
+def summarize(labels: np.ndarray, recon_error: np.ndarray, pattern_probs: np.ndarray, calibration: Calibration,
+              method: str = "adegan", kinds: list[str] | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """AUCs of the method's meaningful score parts, the operating point at the calibrated
+    threshold, and per anomaly kind (folder or class) its AUC against the normals and the share
+    flagged; also the per-image scores."""
+    scores = {"combined": abnormality_score(recon_error, pattern_probs, calibration.mu_e, calibration.sigma_e,
+                                            calibration.score_mode)}
+    if "reconstruction" in SCORE_PARTS[method]:
+        scores["reconstruction"] = np.asarray(recon_error, dtype=np.float64)
+    if "pattern" in SCORE_PARTS[method]:
+        scores["pattern"] = pattern_only_score(pattern_probs)
+        for mode in SCORE_MODES:  # each reading of Eq. 9, for the ablation
+            scores[f"combined_{mode}"] = abnormality_score(recon_error, pattern_probs, calibration.mu_e,
+                                                           calibration.sigma_e, mode)
     flagged = scores["combined"] > calibration.threshold
-    max_prob = pattern_probs.max(axis=1)
     metrics = {
         "auc": {name: roc_auc(labels, values) for name, values in scores.items()},
         "threshold": calibration.threshold,
@@ -97,21 +86,33 @@ def summarize(labels: np.ndarray, recon_error: np.ndarray, pattern_probs: np.nda
             "false_positive_rate": float(flagged[labels == 0].mean()),
             "true_positive_rate": float(flagged[labels == 1].mean()),
         },
-        "mean_pattern_confidence": {"normal": float(max_prob[labels == 0].mean()),
-                                    "anomalous": float(max_prob[labels == 1].mean())},
         "n_normal": int((labels == 0).sum()),
         "n_anomalous": int((labels == 1).sum()),
     }
+    if kinds is not None:
+        kinds_array = np.asarray(kinds)
+        metrics["per_kind"] = {
+            kind: {"images": int((kinds_array == kind).sum()),
+                   "auc": roc_auc(labels[(labels == 0) | (kinds_array == kind)],
+                                  scores["combined"][(labels == 0) | (kinds_array == kind)]),
+                   "flagged": float(flagged[kinds_array == kind].mean())}
+            for kind in sorted(set(kinds_array[labels == 1]))}
+    if "pattern" in SCORE_PARTS[method]:
+        max_prob = pattern_probs.max(axis=1)
+        metrics["mean_pattern_confidence"] = {"normal": float(max_prob[labels == 0].mean()),
+                                              "anomalous": float(max_prob[labels == 1].mean())}
     return metrics, scores
 
 
-def _scores_csv(names, labels, scores, recon_error, pattern_probs) -> str:
+def _scores_csv(names, labels, kinds, scores, recon_error, pattern_probs, threshold: float) -> str:
+    """One row per test image, with the columns (and names) of `adegan score`'s CSV plus the truth."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["image", "label", "score", "recon_error", "pattern", "pattern_prob"])
+    writer.writerow(["path", "kind", "label", "score", "recon_error", "pattern", "pattern_prob", "verdict"])
     for i, name in enumerate(names):
-        writer.writerow([name, int(labels[i]), f"{scores['combined'][i]:.6f}", f"{recon_error[i]:.6g}",
-                         int(pattern_probs[i].argmax()), f"{pattern_probs[i].max():.4f}"])
+        verdict = "anomaly" if scores["combined"][i] > threshold else "normal"
+        writer.writerow([name, kinds[i], int(labels[i]), f"{scores['combined'][i]:.6f}", f"{recon_error[i]:.6g}",
+                         int(pattern_probs[i].argmax()), f"{pattern_probs[i].max():.4f}", verdict])
     return buffer.getvalue()
 
 
@@ -123,29 +124,30 @@ def evaluate_run(run_dir: Path, test_source: str | None = None, out_dir: Path | 
     a self-contained HTML report there."""
     run_dir = Path(run_dir)
     detector, model_config, train_config, calibration, state = load_detector(run_dir, device)
-    images, labels, names, description = load_test_set(model_config, train_config, test_source,
-                                                       convert_channels, log)
+    images, labels, names, kinds, description = load_test_set(model_config, train_config, test_source,
+                                                              convert_channels, log)
     device_used = next(detector.parameters()).device
     recon_error, pattern_probs = detector_outputs(detector, images, device_used, batch_size)
-    metrics, scores = summarize(labels, recon_error, pattern_probs, calibration)
+    metrics, scores = summarize(labels, recon_error, pattern_probs, calibration, train_config.method, kinds)
     metrics.update({"run": str(run_dir), "method": train_config.method, "test_set": description,
                     "epochs_trained": state["epoch"],
                     "complete": bool(state.get("complete"))})
     out_dir = Path(out_dir) if out_dir else run_dir / "evaluation"
     write_json(out_dir / "metrics.json", metrics)
-    atomic_write_text(out_dir / "scores.csv", _scores_csv(names, labels, scores, recon_error, pattern_probs))
+    atomic_write_text(out_dir / "scores.csv", _scores_csv(names, labels, kinds, scores, recon_error, pattern_probs,
+                                                          calibration.threshold))
     if plots:
         from adegan.training.plots import plot_histogram, plot_roc
 
         curves = {name: (*roc_curve(labels, scores[name]), metrics["auc"][name])
-                  for name in ("combined", "reconstruction", "pattern")}
+                  for name in SCORE_PARTS[train_config.method]}
         plot_roc(out_dir / "roc.png", curves, f"ROC: {description}")
         plot_histogram(out_dir / "score_histogram.png", scores["combined"], labels, calibration.threshold,
                        f"scores: {description}")
     if report is not None:
         from adegan.training.report import EvaluationData, write_report
 
-        data = EvaluationData(metrics, images, labels, names, scores, pattern_probs, description)
+        data = EvaluationData(metrics, images, labels, names, scores, pattern_probs, description, train_config.method)
         metrics["report"] = str(write_report(report, detector, model_config, train_config, data))
     metrics["outputs"] = str(out_dir)
     return metrics

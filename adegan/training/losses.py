@@ -1,4 +1,4 @@
-"""Latent sampling and the four ADe-GAN losses (SPEC §2, paper Eqs. 1, 3, 6, 7).
+"""Latent sampling and the four ADe-GAN losses (paper Eqs. 1, 3, 6, 7).
 
 Each function is pure: it takes tensors (and networks), returns a scalar loss, and is tested
 on hand-made inputs.
@@ -83,7 +83,7 @@ def self_supervised_loss(
 ) -> torch.Tensor:
     """Eq. 3, L_sl: CE(E's pattern, z_c) + noise_weight * MSE(z_n_hat, z_n) on generated images.
 
-    noise_weight = 1 is SPEC §2. With sigma(z_n) = 0.1 the MSE term is ~100x smaller than
+    noise_weight = 1 is the paper's. With sigma(z_n) = 0.1 the MSE term is ~100x smaller than
     ClusterGAN's (which weights it by 10); noise_weight = 1/sigma^2 measures it in units of sigma.
     """
     return F.cross_entropy(pattern_logits, pattern_index) + noise_weight * F.mse_loss(z_n_hat, z_n)

@@ -304,8 +304,8 @@ def fit(model_config: ModelConfig, train_config, bank_config: MemoryBankConfig |
     from adegan.runtime.files import is_disk_full, write_json
     from adegan.runtime.score import calibrate
     from adegan.training.checkpoint import CHECKPOINT_NAME, save_checkpoint
-    from adegan.training.trainer import (TrainingInterrupted, TrainResult, calibration_sample, detector_outputs,
-                                         resolve_device)
+    from adegan.training.inference import detector_outputs, resolve_device
+    from adegan.training.trainer import TrainingInterrupted, TrainResult, calibration_sample
 
     bank_config = bank_config or MemoryBankConfig()
     run_dir, device = Path(run_dir), resolve_device(train_config.device)

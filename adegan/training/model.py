@@ -1,4 +1,4 @@
-"""ADe-GAN networks (SPEC §1): generator G, discriminator D, extractor E, and the detector.
+"""ADe-GAN networks: generator G, discriminator D, extractor E, and the detector.
 
 DCGAN-style: one strided 4x4 conv (down) or transposed conv (up) per factor of 2 between
 4x4 and the image size. Channels double per block towards the 4x4 end, capped at 8x width.

@@ -79,14 +79,32 @@ def roc_png(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str)
     return _figure_png(figure)
 
 
+def histogram_bins(values: np.ndarray, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(values clipped to the range shown, bin edges, how many were clipped). The range is the
+    0.5-99.5 % quantiles (and the threshold), so a few extreme scores do not squeeze the rest
+    into one bar; the bin count follows the data (Freedman-Diaconis, 10 to 60 bins), and a
+    score with many tied values still gets a readable width."""
+    low, high = np.quantile(values, [0.005, 0.995])
+    if threshold is not None and np.isfinite(threshold):
+        low, high = min(low, threshold), max(high, threshold)
+    if high - low < 1e-12:
+        low, high = low - 0.5, high + 0.5
+    shown = np.clip(values, low, high)
+    count = len(np.histogram_bin_edges(shown, bins="fd", range=(low, high))) - 1
+    edges = np.linspace(low, high, int(np.clip(count, 10, 60)) + 1)
+    return shown, edges, int(((values < low) | (values > high)).sum())
+
+
 def histogram_png(values: np.ndarray, labels: np.ndarray, title: str, xlabel: str,
                   threshold: float | None = None) -> bytes:
     """Normal vs anomalous distributions of one score, with the threshold when there is one."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
-    bins = np.linspace(float(values.min()), float(values.max()) + 1e-9, 50)
-    axis.hist(values[labels == 0], bins=bins, alpha=0.6, density=True, label="normal")
-    axis.hist(values[labels == 1], bins=bins, alpha=0.6, density=True, label="anomalous")
+    shown, bins, clipped = histogram_bins(np.asarray(values, dtype=np.float64), threshold)
+    axis.hist(shown[labels == 0], bins=bins, alpha=0.6, density=True, label="normal")
+    axis.hist(shown[labels == 1], bins=bins, alpha=0.6, density=True, label="anomalous")
+    if clipped:
+        title = f"{title}\n({clipped} value(s) beyond the range shown are counted in the end bins)"
     if threshold is not None:
         axis.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
     axis.set(xlabel=xlabel, ylabel="density", title=title)

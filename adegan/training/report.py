@@ -37,6 +37,7 @@ class EvaluationData:
     scores: dict[str, np.ndarray]
     pattern_probs: np.ndarray
     description: str
+    method: str = "adegan"
 
 
 def _img(data: bytes, alt: str) -> str:
@@ -89,19 +90,28 @@ def _cases_html(detector: Detector, data: EvaluationData, indices: np.ndarray, t
 
 
 def _numbers_html(metrics: dict) -> str:
-    auc = metrics["auc"]
-    at = metrics["at_threshold"]
-    confidence = metrics["mean_pattern_confidence"]
-    rows = [
-        ("AUC, combined score (as deployed)", f"{auc['combined']:.4f} (Eq. 9 reading: {metrics['score_mode']})"),
-        ("AUC, reconstruction error only", f"{auc['reconstruction']:.4f}"),
-        ("AUC, pattern confidence only (1 − m)", f"{auc['pattern']:.4f}"),
-        *((f"AUC, combined with the {mode} reading", f"{auc[f'combined_{mode}']:.4f}")
-          for mode in ("cdf", "two-sided")),
+    """The numbers that mean something for this run's method (no pattern AUC for a memory bank)."""
+    auc, at = metrics["auc"], metrics["at_threshold"]
+    rows = [("AUC, combined score (as deployed)", f"{auc['combined']:.4f} (score mode {metrics['score_mode']})")]
+    if "reconstruction" in auc:
+        rows.append(("AUC, reconstruction error only", f"{auc['reconstruction']:.4f}"))
+    if "pattern" in auc:
+        rows.append(("AUC, pattern confidence only (1 − m)", f"{auc['pattern']:.4f}"))
+        rows += [(f"AUC, combined with the {mode} reading", f"{auc[f'combined_{mode}']:.4f}")
+                 for mode in ("cdf", "two-sided") if f"combined_{mode}" in auc]
+    rows += [
         ("calibrated threshold", f"{metrics['threshold']:.4f}"),
         ("at the threshold: anomalies flagged", f"{at['true_positive_rate']:.1%}"),
         ("at the threshold: normals flagged", f"{at['false_positive_rate']:.1%}"),
-        ("mean pattern confidence m, normal / anomalous", f"{confidence['normal']:.3f} / {confidence['anomalous']:.3f}"),
+    ]
+    for kind, entry in metrics.get("per_kind", {}).items():
+        rows.append((f"{kind}: AUC vs the normals, flagged", f"{entry['auc']:.4f}, {entry['flagged']:.1%} "
+                                                              f"of {entry['images']}"))
+    if "mean_pattern_confidence" in metrics:
+        confidence = metrics["mean_pattern_confidence"]
+        rows.append(("mean pattern confidence m, normal / anomalous",
+                     f"{confidence['normal']:.3f} / {confidence['anomalous']:.3f}"))
+    rows += [
         ("test images, normal / anomalous", f"{metrics['n_normal']} / {metrics['n_anomalous']}"),
         ("epochs trained", f"{metrics['epochs_trained']}" + ("" if metrics["complete"] else " (run not finished)")),
     ]
@@ -135,16 +145,18 @@ def write_report(path: Path, detector: Detector, model_config, train_config, dat
     """Write the HTML report atomically; returns its path."""
     labels, combined = data.labels, data.scores["combined"]
     threshold = data.metrics["threshold"]
-    curves = {name: (*roc_curve(labels, data.scores[name]), data.metrics["auc"][name])
-              for name in ("combined", "reconstruction", "pattern")}
+    parts = [name for name in ("combined", "reconstruction", "pattern") if name in data.scores]
+    curves = {name: (*roc_curve(labels, data.scores[name]), data.metrics["auc"][name]) for name in parts}
     normal, anomalous = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
     false_positives = normal[np.argsort(-combined[normal], kind="stable")][:WORST_CASES]
     false_negatives = anomalous[np.argsort(combined[anomalous], kind="stable")][:WORST_CASES]
-    histograms = [
-        plots.histogram_png(combined, labels, "combined score", "abnormality score A(x)", threshold),
-        plots.histogram_png(data.scores["reconstruction"], labels, "reconstruction error", "e = MSE(x, x̂)"),
-        plots.histogram_png(1.0 - data.pattern_probs.max(axis=1), labels, "pattern confidence", "1 − m"),
-    ]
+    histograms = [plots.histogram_png(combined, labels, "score", f"score ({data.metrics['score_mode']})", threshold)]
+    if "reconstruction" in parts:
+        histograms.append(plots.histogram_png(data.scores["reconstruction"], labels, "reconstruction error",
+                                              "e = MSE(x, x̂)"))
+    if "pattern" in parts:
+        histograms.append(plots.histogram_png(1.0 - data.pattern_probs.max(axis=1), labels, "pattern confidence",
+                                              "1 − m"))
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [
         f"<h1>adegan evaluation: {html.escape(data.description)}</h1>",
@@ -157,7 +169,7 @@ def write_report(path: Path, detector: Detector, model_config, train_config, dat
         "<div class=row>" + "".join(_img(h, "histogram") for h in histograms) + "</div>",
         "<h2>Learned patterns</h2>", _patterns_html(detector, model_config, train_config.method),
         "<h2>Worst cases</h2>",
-        "<p>Ranked by the combined score: the normals scored most abnormal and the anomalies scored most "
+        "<p>Ranked by the score: the normals scored most abnormal and the anomalies scored most "
         "normal. Whether each is above the threshold is in its score.</p>",
         _cases_html(detector, data, false_positives, "Worst false positives (normal images, highest scores)",
                     "No normal images in the test set."),

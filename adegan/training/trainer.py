@@ -1,4 +1,4 @@
-"""The ADe-GAN training loop (SPEC §2): both stages every iteration, calibration, checkpoints.
+"""The ADe-GAN training loop: both stages every iteration, calibration, checkpoints.
 
 Stage 1 (adversarial, Eq. 1): a D step, then a non-saturating G step.
 Stage 2 (Eq. 8): G and E jointly on alpha*L_ip + beta*L_sl + gamma*L_recon.
@@ -31,6 +31,7 @@ from adegan.runtime.files import is_disk_full, write_json
 from adegan.training.checkpoint import CHECKPOINT_NAME, configs_from_state, load_checkpoint, save_checkpoint
 from adegan.training.config import ModelConfig, TrainConfig
 from adegan.training.data import DataSplit
+from adegan.training.inference import detector_outputs, resolve_device
 from adegan.training.model import Detector, build_networks, fixed_pattern_code, pattern_grid
 
 
@@ -39,30 +40,6 @@ CALIBRATION_SAMPLE_BYTES = 4 * 1024 * 1024
 
 class TrainingInterrupted(AdeganError):
     exit_code = 130
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AdeganError(f"--device {name}: no CUDA GPU is visible to torch; use --device cpu")
-    return torch.device(name)
-
-
-@torch.no_grad()
-def detector_outputs(detector: Detector, images_uint8: np.ndarray, device, batch_size: int = 256,
-                     with_residual: bool = False) -> tuple[np.ndarray, ...]:
-    """Run the detector (eval mode) over uint8 images: recon_error (N,), pattern_probs (N, K),
-    and with `with_residual` also residual (N, 1, H, W) (left out by default: it is large)."""
-    detector.eval()
-    batch_size = min(batch_size, getattr(detector, "max_batch", batch_size))  # a memory bank's memory bound
-    keep = 3 if with_residual else 2
-    parts: list[list[np.ndarray]] = [[] for _ in range(keep)]
-    for start in range(0, len(images_uint8), batch_size):
-        batch = torch.from_numpy(images_uint8[start:start + batch_size]).to(device).float() / 255.0
-        for part, output in zip(parts, detector(batch)):
-            part.append(output.cpu().numpy())
-    return tuple(np.concatenate(part) for part in parts)
 
 
 def calibration_sample(calibration_images: np.ndarray) -> torch.Tensor:
@@ -238,7 +215,7 @@ class Trainer:
                 self.save()
                 raise TrainingInterrupted(
                     f"interrupted at epoch {self.epoch + 1}, batch {self.batch_in_epoch}; saved "
-                    f"{self.run_dir / CHECKPOINT_NAME}: continue with `adegan train ... --out {self.run_dir} --resume`"
+                    f"{self.run_dir / CHECKPOINT_NAME}; the same command with --resume continues from there"
                 ) from None
         except (OSError, DiskFullError) as error:  # any write of an epoch end, or of the Ctrl-C save
             if not is_disk_full(error):
@@ -271,7 +248,8 @@ class Trainer:
         self.epoch += 1
         self.batch_in_epoch = 0
         self.calibration = self.calibrate()
-        record = {"epoch": self.epoch, "step": self.step, "seconds": round(seconds, 2),
+        # Speed over the batches this process ran: an epoch resumed mid-way counts only its rest.
+        record = {"epoch": self.epoch, "step": self.step, "batches": count, "seconds": round(seconds, 2),
                   "images_per_second": round(count * self.train_config.batch_size / max(seconds, 1e-9), 1),
                   **{f"loss_{k}": round(float(v) / max(count, 1), 5) for k, v in sums.items()},
                   "mu_e": self.calibration.mu_e, "sigma_e": self.calibration.sigma_e,

@@ -16,7 +16,8 @@ cv2 = pytest.importorskip("cv2")
 pytest.importorskip("onnxruntime")
 
 from adegan.cli import app  # noqa: E402
-from adegan.runtime.backends import InputError, choose_providers  # noqa: E402
+from adegan.runtime.backends import choose_providers  # noqa: E402
+from adegan.runtime.contract import InputError  # noqa: E402
 from adegan.runtime.bundle import BundleError, load_manifest  # noqa: E402
 from adegan.runtime.model import BundleModel  # noqa: E402
 
@@ -82,6 +83,15 @@ def test_inputs_are_validated_against_the_manifest(bundle):
     alone = np.concatenate([model.score_uint8(batch[i:i + 1]).score for i in range(5)])
     assert np.allclose(together, alone, atol=1e-6)
     assert "CPUExecutionProvider" in model.backend.describe()
+
+
+def test_ctrl_c_while_scoring_prints_the_resume_command(bundle, images, tmp_path, ctrl_c_inside):
+    out = tmp_path / "results.csv"
+    result = ctrl_c_inside("adegan.runtime.file_scoring", "score_files",
+                           ["score", images, "--model", bundle, "--out", out])
+    assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr
+    assert f"interrupted (Ctrl-C): the rows of every finished batch are in {out}" in result.stderr
+    assert f"continue with: adegan score {images} --model {bundle} --out {out} --resume" in result.stderr
 
 
 def test_score_writes_rows_with_error_rows_and_exit_codes(bundle, images, tmp_path):
@@ -173,7 +183,7 @@ def test_provider_preference():
 def test_scoring_never_imports_torch(bundle, images, tmp_path):
     script = f"""
 import sys
-from adegan.runtime.batch import expand_inputs, score_files
+from adegan.runtime.file_scoring import expand_inputs, score_files
 from adegan.runtime.model import BundleModel
 model = BundleModel({str(bundle)!r})
 summary = score_files(model, expand_inputs([{str(images)!r}]), {str(tmp_path / 'x.csv')!r}, progress=False, log=lambda m: None)
