@@ -8,6 +8,7 @@ Exit codes: 0 success; 1 a failed job (bad data, corrupt checkpoint, ...); 2 bad
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 from enum import Enum
@@ -45,6 +46,30 @@ Precision = _choices("Precision", PRECISIONS)
 
 # Help panels of `adegan train`, so 30 options read as five short lists.
 DATA, METHOD, GAN, SCORE, RUN = "Data", "Detector", "ADe-GAN and autoencoder training", "Score", "Options"
+
+
+def _fraction(value: float | None) -> float | None:
+    if value is not None and not 0.0 < value < 1.0:
+        raise typer.BadParameter(f"must be between 0 and 1 (both excluded), got {value}")
+    return value
+
+
+def _positive(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a positive number, got {value}")
+    return value
+
+
+def _non_negative(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"must be a number >= 0, got {value}")
+    return value
+
+
+def _finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}")
+    return value
 
 
 def _fail(error: AdeganError, resume_command: str | None = None) -> None:
@@ -88,9 +113,9 @@ def train(
                                              "that holds the images' long side, at most 256).", rich_help_panel=DATA),
     channels: Optional[int] = typer.Option(None, help="1 (gray) or 3 (colour) (default: from the data).",
                                            rich_help_panel=DATA),
-    calibration_fraction: float = typer.Option(0.1, help="Share of the normals held out to set the threshold.",
+    calibration_fraction: float = typer.Option(0.1, callback=_fraction, help="Share of the normals held out to set the threshold.",
                                                rich_help_panel=DATA),
-    max_train_images: Optional[int] = typer.Option(None, help="Use at most this many training normals.",
+    max_train_images: Optional[int] = typer.Option(None, min=1, help="Use at most this many training normals.",
                                                    rich_help_panel=DATA),
     anomaly_class: Optional[int] = typer.Option(None, help="Benchmarks: the class held out as the anomaly (0-9).",
                                                 rich_help_panel=DATA),
@@ -99,32 +124,32 @@ def train(
     method: Method = typer.Option("memory-bank", metavar="NAME", help="memory-bank: distance to the nearest normals (whole image, or "
                                   "patches above 64 px); adegan: the paper's GAN; autoencoder: E and G trained on "
                                   "reconstruction only.", rich_help_panel=METHOD),
-    patch_size: Optional[int] = typer.Option(None, help="Patch size in px (default: whole image up to 64 px, else 16).",
+    patch_size: Optional[int] = typer.Option(None, min=2, help="Patch size in px (default: whole image up to 64 px, else 16).",
                                              rich_help_panel=METHOD),
-    blur: Optional[float] = typer.Option(None, help="Gaussian blur sigma in px (default: patch size / 32).",
+    blur: Optional[float] = typer.Option(None, callback=_non_negative, help="Gaussian blur sigma in px (default: patch size / 32).",
                                          rich_help_panel=METHOD),
-    neighbours: Optional[int] = typer.Option(None, help="Neighbours averaged (default: 5 whole image, 1 patches).",
+    neighbours: Optional[int] = typer.Option(None, min=1, help="Neighbours averaged (default: 5 whole image, 1 patches).",
                                              rich_help_panel=METHOD),
-    bank_size: int = typer.Option(16384, help="Most feature rows kept (greedy coreset above).", rich_help_panel=METHOD),
+    bank_size: int = typer.Option(16384, min=1, help="Most feature rows kept (greedy coreset above).", rich_help_panel=METHOD),
     distance: WholeImageDistance = typer.Option("mean-z", help="Whole images: cosine, l2, or both standardised on "
                                                 "held-out normals and combined (max-z, mean-z).", rich_help_panel=METHOD),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: 15; with --resume: the run's own, or a "
+    epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs (default: 15; with --resume: the run's own, or a "
                                          "new total).", rich_help_panel=GAN),
-    batch_size: int = typer.Option(64, help="Real images per iteration.", rich_help_panel=GAN),
-    patterns: int = typer.Option(10, help="Number of patterns K the generator learns.", rich_help_panel=GAN),
+    batch_size: int = typer.Option(64, min=1, help="Real images per iteration.", rich_help_panel=GAN),
+    patterns: int = typer.Option(10, min=2, help="Number of patterns K the generator learns.", rich_help_panel=GAN),
     preset: Preset = typer.Option("default", help="Model size: default (width 64) or tiny (width 8).",
                                   rich_help_panel=GAN),
-    width: Optional[int] = typer.Option(None, help="Base width of the networks (overrides the preset).",
+    width: Optional[int] = typer.Option(None, min=1, help="Base width of the networks (overrides the preset).",
                                         rich_help_panel=GAN),
-    latent_dim: Optional[int] = typer.Option(None, help="Size of z_n (default: 30 gray, 64 colour).", rich_help_panel=GAN),
-    noise_std: float = typer.Option(0.1, help="Sigma of z_n ~ N(0, sigma^2) (ClusterGAN's 0.1).", rich_help_panel=GAN),
+    latent_dim: Optional[int] = typer.Option(None, min=1, help="Size of z_n (default: 30 gray, 64 colour).", rich_help_panel=GAN),
+    noise_std: float = typer.Option(0.1, callback=_positive, help="Sigma of z_n ~ N(0, sigma^2) (ClusterGAN's 0.1).", rich_help_panel=GAN),
     pattern_input: PatternInput = typer.Option("softmax", help="What G gets from E in L_recon.", rich_help_panel=GAN),
     no_ip_loss: bool = typer.Option(False, "--no-ip-loss", help="Leave out L_ip (different-pattern interpolation).",
                                     rich_help_panel=GAN),
-    noise_loss_weight: float = typer.Option(1.0, help="Weight of MSE(z_n_hat, z_n) inside L_sl.", rich_help_panel=GAN),
+    noise_loss_weight: float = typer.Option(1.0, callback=_non_negative, help="Weight of MSE(z_n_hat, z_n) inside L_sl.", rich_help_panel=GAN),
     no_interpolation: bool = typer.Option(False, "--no-interpolation", help="Leave out same-pattern interpolation "
                                           "for G.", rich_help_panel=GAN),
-    target_fpr: float = typer.Option(0.01, help="False-positive rate the threshold is set for.", rich_help_panel=SCORE),
+    target_fpr: float = typer.Option(0.01, callback=_fraction, help="False-positive rate the threshold is set for.", rich_help_panel=SCORE),
     score_mode: Optional[ScoreMode] = typer.Option(None, help="z: the standardised distance (default for memory-bank); "
                                                    "cdf, two-sided: the paper's readings of Eq. 9 (default for the "
                                                    "GAN).", rich_help_panel=SCORE),
@@ -203,7 +228,7 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="A run directory made by `adegan train`."),
     test_source: Optional[str] = typer.Argument(None, help="A labelled test folder; default: the run's benchmark split."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write results (default RUN_DIR/evaluation)."),
-    batch_size: int = typer.Option(256, help="Images per forward pass."),
+    batch_size: int = typer.Option(256, min=1, help="Images per forward pass."),
     device: str = typer.Option("auto", help="auto, cpu, or cuda[:N]."),
     convert_channels: bool = typer.Option(False, "--convert-channels",
                                           help="Convert test images to the model's channels (gray/colour)."),
@@ -261,8 +286,8 @@ def export(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Bundle folder (default RUN_DIR/bundle)."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write model.fp16.onnx (fp32 inputs/outputs)."),
     engine: bool = typer.Option(False, "--engine", help="Also build a TensorRT engine (on a machine with TensorRT and a GPU)."),
-    max_batch: int = typer.Option(32, help="Largest batch of the TensorRT profile and the Triton config."),
-    opset: int = typer.Option(17, help="ONNX opset (17 is what TensorRT 8.5 / JetPack 5.1 reads)."),
+    max_batch: int = typer.Option(32, min=1, help="Largest batch of the TensorRT profile and the Triton config."),
+    opset: int = typer.Option(17, min=7, max=21, help="ONNX opset (17 is what TensorRT 8.5 / JetPack 5.1 reads)."),
     triton: Optional[Path] = typer.Option(None, "--triton", help="Also write a Triton model repository here."),
     force: bool = typer.Option(False, "--force", help="Replace a bundle already in --out."),
     json_output: bool = typer.Option(False, "--json", help="Print the manifest as JSON on stdout."),
@@ -334,14 +359,16 @@ def score(
     paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or glob patterns."),
     model: Path = typer.Option(..., "--model", "-m", help="A bundle folder written by `adegan export`."),
     out: Path = typer.Option(Path("results.csv"), "--out", "-o", help="results.csv or results.jsonl."),
-    batch_size: int = typer.Option(32, help="Images per inference call."),
+    batch_size: int = typer.Option(32, min=1, help="Images per inference call."),
     backend: Backend = typer.Option(Backend.auto, help="auto: TensorRT engine when usable, else ONNX Runtime."),
     precision: Precision = typer.Option(Precision.fp32, help="ONNX Runtime: model.onnx or model.fp16.onnx."),
-    threshold: Optional[float] = typer.Option(None, help="Override the bundle's calibrated threshold."),
+    threshold: Optional[float] = typer.Option(None, callback=_finite, help="Override the bundle's calibrated threshold."),
     overlays: Optional[Path] = typer.Option(None, help="Write a heat-map overlay of each anomaly here."),
     resume: bool = typer.Option(False, "--resume", help="Append to --out, skipping images already in it."),
     fail_on_anomaly: bool = typer.Option(False, "--fail-on-anomaly", help="Exit with code 4 if any image is anomalous."),
-    workers: int = typer.Option(4, help="Decoding threads."),
+    workers: int = typer.Option(4, min=1, help="Decoding threads."),
+    unverified_bundle: bool = typer.Option(False, "--unverified-bundle", help="Load model files the manifest does "
+                                           "not hash (an old or hand-made bundle) without refusing."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (logs, CI)."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
@@ -351,7 +378,7 @@ def score(
         from adegan.runtime.model import BundleModel
 
         files = expand_inputs(paths)
-        bundle_model = BundleModel(model, backend.value, precision.value, threshold)
+        bundle_model = BundleModel(model, backend.value, precision.value, threshold, verify=not unverified_bundle)
         summary = score_files(bundle_model, files, out, batch_size, resume, overlays, workers, not no_progress)
     except AdeganError as error:
         _fail(error)
@@ -386,7 +413,7 @@ def score(
 """)
 def watch(
     model: Path = typer.Option(..., "--model", "-m", help="A bundle folder written by `adegan export`."),
-    camera: Optional[int] = typer.Option(None, help="Camera index (V4L2 / USB)."),
+    camera: Optional[int] = typer.Option(None, min=0, help="Camera index (V4L2 / USB)."),
     video: Optional[str] = typer.Option(None, help="A video file (every frame, in order)."),
     url: Optional[str] = typer.Option(None, help="An rtsp:// or http:// stream."),
     folder: Optional[str] = typer.Option(None, help="Score image files as they arrive in this folder."),
@@ -395,12 +422,14 @@ def watch(
     show: bool = typer.Option(False, "--show", help="Show the overlay in a window (needs a display and GUI OpenCV)."),
     save_anomalies: Optional[Path] = typer.Option(None, help="Save the overlay of each anomalous frame here."),
     jsonl: Optional[Path] = typer.Option(None, help="Append one JSON line per frame here."),
-    max_frames: Optional[int] = typer.Option(None, help="Stop after this many frames."),
-    duration: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
+    max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after this many frames."),
+    duration: Optional[float] = typer.Option(None, callback=_positive, help="Stop after this many seconds."),
     loop: bool = typer.Option(False, "--loop", help="Replay --video from the start when it ends (demos, soak tests)."),
     backend: Backend = typer.Option(Backend.auto, help="auto: TensorRT engine when usable, else ONNX Runtime."),
     precision: Precision = typer.Option(Precision.fp32, help="ONNX Runtime: model.onnx or model.fp16.onnx."),
-    threshold: Optional[float] = typer.Option(None, help="Override the bundle's calibrated threshold."),
+    threshold: Optional[float] = typer.Option(None, callback=_finite, help="Override the bundle's calibrated threshold."),
+    unverified_bundle: bool = typer.Option(False, "--unverified-bundle", help="Load model files the manifest does "
+                                           "not hash (an old or hand-made bundle) without refusing."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Watch a camera, stream, video or folder: score each frame live, flag anomalies."""
@@ -412,9 +441,7 @@ def watch(
         region = parse_roi(roi)
         if show:
             check_display()  # before a camera is opened
-        bundle_model = BundleModel(model, backend.value, precision.value, threshold)
-        if duration is not None and duration <= 0:
-            raise UsageError(f"--duration must be positive, got {duration}")
+        bundle_model = BundleModel(model, backend.value, precision.value, threshold, verify=not unverified_bundle)
         source = open_source(camera, video, url, folder, gst, loop=loop)
         summary = run_watch(bundle_model, source, region, show, save_anomalies, jsonl, max_frames, duration=duration)
     except AdeganError as error:
@@ -435,14 +462,19 @@ def watch(
 def calibrate(
     bundle: Path = typer.Argument(..., help="A bundle folder written by `adegan export`."),
     good: list[str] = typer.Argument(..., help="Good images from this site: folders, files or globs."),
-    target_fpr: Optional[float] = typer.Option(None, help="False-positive rate for the threshold (default: the bundle's)."),
+    target_fpr: Optional[float] = typer.Option(None, callback=_fraction, help="False-positive rate for the threshold (default: the bundle's)."),
     backend: Backend = typer.Option(Backend.auto, help="Backend used to score the good images."),
+    convert_channels: bool = typer.Option(False, "--convert-channels", help="Convert colour images for a gray "
+                                          "model (or gray for a colour one) instead of refusing them."),
+    unverified_bundle: bool = typer.Option(False, "--unverified-bundle", help="Load model files the manifest does "
+                                           "not hash (an old or hand-made bundle) without refusing."),
 ):
-    """Recalibrate mu_e, sigma_e and the threshold on site, without torch; keeps the previous manifest."""
+    """Recalibrate mu_e, sigma_e and the threshold on site, without torch; keeps every earlier manifest."""
     try:
-        from adegan.runtime.calibrate import PREVIOUS_NAME, calibrate_bundle
+        from adegan.runtime.calibrate import HISTORY_FOLDER, PREVIOUS_NAME, calibrate_bundle
 
-        old, new = calibrate_bundle(bundle, good, target_fpr, backend=backend.value)
+        old, new = calibrate_bundle(bundle, good, target_fpr, backend=backend.value, verify=not unverified_bundle,
+                                    convert=convert_channels)
     except AdeganError as error:
         _fail(error)
     except KeyboardInterrupt:
@@ -450,7 +482,8 @@ def calibrate(
     typer.echo(f"calibrated on {new['n_images']} good images (target FPR {new['target_fpr']:g})")
     for key in ("mu_e", "sigma_e", "threshold"):
         typer.echo(f"  {key:<10} {old[key]:.6f} -> {new[key]:.6f}")
-    typer.echo(f"previous manifest kept as {Path(bundle) / PREVIOUS_NAME}")
+    typer.echo(f"the manifest it replaced is kept in {Path(bundle) / HISTORY_FOLDER}/ (every calibration, "
+               f"timestamped) and as {Path(bundle) / PREVIOUS_NAME}")
 
 
 @app.command(epilog="""Examples:
@@ -501,8 +534,8 @@ def info(
 """)
 def bench(
     bundle: Path = typer.Argument(..., help="A bundle folder written by `adegan export`."),
-    batch_sizes: list[int] = typer.Option([1, 8, 32], "--batch-size", "-b", help="Batch sizes (repeat the option)."),
-    seconds: float = typer.Option(2.0, help="Seconds per measurement."),
+    batch_sizes: list[int] = typer.Option([1, 8, 32], "--batch-size", "-b", min=1, help="Batch sizes (repeat the option)."),
+    seconds: float = typer.Option(2.0, callback=_positive, help="Seconds per measurement."),
     json_output: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
 ):
     """Throughput and latency of a bundle per backend, precision and batch size."""

@@ -251,3 +251,16 @@ def test_runtime_scores_match_the_torch_evaluation(run_dir, bundle, synthetic_da
     assert set(runtime_scores) == set(torch_scores) and len(runtime_scores) == 120
     worst = max(abs(runtime_scores[p] - torch_scores[p]) for p in torch_scores)
     assert worst <= 1e-4, worst
+
+
+def test_export_without_onnx_names_the_extras_to_install(run_dir, tmp_path):
+    """Only `adegan[train]` installed: one line naming the extras, exit code 3, no traceback."""
+    import subprocess
+    import sys
+
+    script = ("import sys; sys.modules['onnx'] = None\n"
+              f"sys.argv = ['adegan', 'export', {str(run_dir)!r}, '--out', {str(tmp_path / 'b')!r}]\n"
+              "from adegan.cli import app\napp()")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    assert "pip install 'adegan[export,cpu]'" in result.stderr

@@ -46,3 +46,26 @@ def test_train_help_groups_options_and_keeps_bracketed_text():
     flat = " ".join(text.replace("│", " ").split())
     assert "(default: 15; with --resume" in flat
     assert "cuda[:N]" in flat  # square brackets in help are not eaten as markup
+
+
+@pytest.mark.parametrize("args,option", [
+    (["score", "x", "--model", "b", "--workers", "0"], "--workers"),
+    (["score", "x", "--model", "b", "--batch-size", "-1"], "--batch-size"),
+    (["score", "x", "--model", "b", "--threshold", "nan"], "--threshold"),
+    (["calibrate", "b", "good", "--target-fpr", "2"], "--target-fpr"),
+    (["train", "d", "--out", "r", "--target-fpr", "0"], "--target-fpr"),
+    (["train", "d", "--out", "r", "--calibration-fraction", "1.5"], "--calibration-fraction"),
+    (["train", "d", "--out", "r", "--blur", "-1"], "--blur"),
+    (["train", "d", "--out", "r", "--bank-size", "0"], "--bank-size"),
+    (["watch", "--model", "b", "--video", "v.mp4", "--duration", "-5"], "--duration"),
+    (["watch", "--model", "b", "--video", "v.mp4", "--max-frames", "0"], "--max-frames"),
+    (["bench", "b", "-b", "0"], "--batch-size"),
+    (["export", "r", "--max-batch", "0"], "--max-batch"),
+])
+def test_options_are_checked_at_the_command_line_edge(args, option):
+    """A bad value is refused before any work starts: exit code 2 and a message naming the option."""
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert option in result.output and "Traceback" not in result.output

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from adegan import __version__
 from adegan.console import log as default_log
-from adegan.errors import UsageError
+from adegan.errors import MissingDependencyError, UsageError
 from adegan.export import onnx as onnx_export
 from adegan.export import tensorrt as trt_export
 from adegan.export.parity import check_parity
@@ -99,9 +99,20 @@ def build_manifest(run_dir: Path, state: dict, model_config, train_config, calib
     }
 
 
+def require_export_libraries() -> None:
+    """onnx writes the graph and onnxruntime checks it against torch: both, or one clear line."""
+    import importlib.util
+
+    missing = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingDependencyError(f"adegan export needs {' and '.join(missing)}: pip install 'adegan[export,cpu]' "
+                                     f"(or 'adegan[export,gpu]' on a CUDA machine)")
+
+
 def export_run(run_dir: Path, options: ExportOptions, log=default_log) -> ExportResult:
     from adegan.training.inference import load_detector
 
+    require_export_libraries()
     run_dir = Path(run_dir)
     out = Path(options.out) if options.out else run_dir / "bundle"
     _check_target(out, options.force)

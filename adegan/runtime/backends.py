@@ -40,6 +40,7 @@ class OnnxRuntimeBackend:
         self.session = ort.InferenceSession(str(model), options, providers=requested)
         self.provider = self.session.get_providers()[0]
         self.model_file = model.name
+        check_graph_io(model, self.session, manifest)
 
     def infer(self, images: np.ndarray) -> Outputs:
         images = validate_images(images, self.manifest)
@@ -50,6 +51,24 @@ class OnnxRuntimeBackend:
 
     def close(self) -> None:
         self.session = None  # ORT frees the session (and its threads) when the last reference goes
+
+
+def check_graph_io(model: Path, session, manifest: dict) -> None:
+    """The graph's input and output names, and its input shape, must be the bundle contract's."""
+    from adegan.runtime.bundle import BundleError
+
+    inputs, outputs = session.get_inputs(), [o.name for o in session.get_outputs()]
+    spec = manifest["input"]
+    expected = [spec["channels"], spec["image_size"], spec["image_size"]]
+    problems = []
+    if [i.name for i in inputs] != [INPUT_NAME]:
+        problems.append(f"inputs {[i.name for i in inputs]} instead of ['{INPUT_NAME}']")
+    elif [d if isinstance(d, int) else None for d in inputs[0].shape[1:]] != expected:
+        problems.append(f"input shape {inputs[0].shape[1:]} instead of {expected} from the manifest")
+    if sorted(outputs) != sorted(OUTPUT_NAMES):
+        problems.append(f"outputs {outputs} instead of {list(OUTPUT_NAMES)}")
+    if problems:
+        raise BundleError(f"{model}: does not match its manifest ({'; '.join(problems)}); re-export the bundle")
 
 
 def choose_providers(available: list[str], bundle: Path, fp16: bool) -> list:
@@ -76,14 +95,20 @@ def tensorrt_available() -> bool:
     return hasattr(trt, "Runtime")
 
 
-def open_backend(bundle: Path, manifest: dict, kind: str = "auto", precision: str = "fp32"):
+def open_backend(bundle: Path, manifest: dict, kind: str = "auto", precision: str = "fp32", verify: bool = True):
     """The backend to score with: `auto` takes the bundle's TensorRT engine when TensorRT and
-    cuda-python are importable, else ONNX Runtime."""
+    cuda-python are importable, else ONNX Runtime. With `verify`, the file it loads must be one
+    the manifest hashes (load_manifest has checked those hashes)."""
+    from adegan.runtime.bundle import require_listed
+
     if kind not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {kind!r}")
     engine = Path(bundle) / ENGINE_FILE
     if kind == "tensorrt" or (kind == "auto" and engine.is_file() and tensorrt_available()):
         from adegan.runtime.tensorrt_backend import TensorRTBackend
 
+        require_listed(bundle, manifest, ENGINE_FILE, verify)
         return TensorRTBackend(engine, manifest)
+    if (Path(bundle) / onnx_file(precision)).is_file():
+        require_listed(bundle, manifest, onnx_file(precision), verify)
     return OnnxRuntimeBackend(bundle, manifest, precision)

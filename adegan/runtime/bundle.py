@@ -14,6 +14,18 @@ from adegan.errors import AdeganError
 from adegan.runtime.contract import MANIFEST_KIND, MANIFEST_NAME, SCHEMA_VERSION
 
 
+# What the runtime reads from a manifest; a manifest without one of these is refused up front.
+REQUIRED_FIELDS = {"input": ("channels", "image_size", "colour_order"),
+                   "score": ("mu_e", "sigma_e", "score_mode", "threshold", "target_fpr", "n_images")}
+
+
+def require_listed(bundle: Path, manifest: dict, name: str, verify: bool) -> None:
+    """A model file the runtime is about to load must be one the manifest hashes (and checked)."""
+    if verify and name not in manifest.get("files", {}):
+        raise BundleError(f"{Path(bundle) / name}: not listed in the manifest's file hashes, so it was not made by "
+                          f"this export; re-export the bundle, or pass --unverified-bundle if you trust it")
+
+
 class BundleError(AdeganError):
     """A bundle that is missing, incomplete, tampered with, or from another schema."""
 
@@ -51,6 +63,13 @@ def load_manifest(bundle: Path, verify: bool = True) -> dict:
             f"{path}: bundle schema {manifest.get('schema_version')} is not supported (expects "
             f"{SCHEMA_VERSION}); re-export it with this adegan version"
         )
+    missing = [f"{section}.{key}" for section, keys in REQUIRED_FIELDS.items() for key in keys
+               if not isinstance(manifest.get(section), dict) or key not in manifest[section]]
+    if missing:
+        raise BundleError(f"{path}: the manifest lacks {', '.join(missing)}; re-export the bundle with adegan export")
+    if verify and not manifest.get("files"):
+        raise BundleError(f"{path}: the manifest lists no file hashes, so the model files cannot be checked; "
+                          f"re-export the bundle, or pass --unverified-bundle if you trust these files")
     if verify:
         for name, entry in manifest.get("files", {}).items():
             file = bundle / name

@@ -1,8 +1,14 @@
 """`adegan calibrate`: recompute mu_e, sigma_e and the threshold from on-site good images,
 with the runtime only (no torch), and update the bundle's manifest atomically.
 
-The previous manifest is kept as `adegan.previous.json`, so a bad calibration can be undone by
-renaming it back. Model files do not change, so their hashes stay valid.
+Every manifest a calibration replaces is kept, timestamped, in `calibrations/` inside the bundle
+(`adegan.<UTC time>.json`), so any earlier calibration can be restored by copying it back to
+`adegan.json`; `adegan.previous.json` is the latest of them. Model files do not change, so their
+hashes stay valid.
+
+Good images must have the bundle's channel layout (gray for a gray model, colour for a colour
+one): a colour photo given to a gray model would be calibrated on different pixels than the
+line will show. `convert` turns them into the model's layout instead, with a notice.
 """
 
 from __future__ import annotations
@@ -19,26 +25,39 @@ from adegan.errors import UsageError
 from adegan.runtime.file_scoring import expand_inputs
 from adegan.runtime.bundle import MANIFEST_NAME
 from adegan.runtime.files import atomic_write_text
-from adegan.runtime.images import ImageDecodeError, read_image, to_float
+from adegan.runtime.images import ImageDecodeError, is_grayscale, read_image, to_float
 from adegan.runtime.model import BundleModel
 from adegan.runtime.score import calibrate
 
 PREVIOUS_NAME = "adegan.previous.json"
+HISTORY_FOLDER = "calibrations"
 MIN_IMAGES = 20
 
 
 def calibrate_bundle(bundle: Path, good: list[str], target_fpr: float | None = None, batch_size: int = 64,
-                     backend: str = "auto", log=default_log) -> tuple[dict, dict]:
+                     backend: str = "auto", log=default_log, verify: bool = True,
+                     convert: bool = False) -> tuple[dict, dict]:
     """Returns (old score section, new score section) and rewrites the manifest."""
-    model = BundleModel(bundle, backend=backend)
+    model = BundleModel(bundle, backend=backend, verify=verify)
     paths = expand_inputs(good)
-    uint8, skipped = [], 0
+    uint8, skipped, mismatched = [], 0, []
     for path in paths:
         try:
-            uint8.append(model.preprocess(read_image(path)))
+            image = read_image(path)
         except ImageDecodeError as exc:
             log(f"skipped: {exc}")
             skipped += 1
+            continue
+        if (1 if is_grayscale(image) else 3) != model.channels:
+            mismatched.append(path)
+        uint8.append(model.preprocess(image))
+    if mismatched:
+        kinds = {1: "gray", 3: "colour"}
+        wanted, found = kinds[model.channels], kinds[4 - model.channels]
+        if not convert:
+            raise UsageError(f"{mismatched[0]} (and {len(mismatched) - 1} more) is {found} but the bundle's model "
+                             f"is {wanted}; give {wanted} images, or pass --convert-channels to convert them")
+        log(f"note: converted {len(mismatched)} {found} image(s) to {wanted}, as the model sees them")
     if len(uint8) < MIN_IMAGES:
         raise UsageError(f"{' '.join(good)}: {len(uint8)} readable good image(s); calibration needs at least {MIN_IMAGES}")
     errors, probs = [], []
@@ -54,8 +73,23 @@ def calibrate_bundle(bundle: Path, good: list[str], target_fpr: float | None = N
     new.update({"source": f"on-site: {' '.join(good)}",
                 "calibrated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "skipped_images": skipped})
     manifest_path = Path(bundle) / MANIFEST_NAME
-    shutil.copyfile(manifest_path, Path(bundle) / PREVIOUS_NAME)
+    keep_in_history(manifest_path)
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     manifest["score"] = new
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return old, new
+
+
+def keep_in_history(manifest_path: Path) -> Path:
+    """Copy the manifest about to be replaced to calibrations/adegan.<UTC time>.json (never over
+    an earlier copy) and to adegan.previous.json; returns the history copy."""
+    history = manifest_path.parent / HISTORY_FOLDER
+    history.mkdir(exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    kept = history / f"adegan.{stamp}.json"
+    counter = 1
+    while kept.exists():
+        kept, counter = history / f"adegan.{stamp}-{counter}.json", counter + 1
+    shutil.copyfile(manifest_path, kept)
+    shutil.copyfile(manifest_path, manifest_path.parent / PREVIOUS_NAME)
+    return kept

@@ -21,7 +21,7 @@ import numpy as np
 
 from adegan.console import log as default_log, progress_bar
 from adegan.errors import DiskFullError, UsageError
-from adegan.runtime.files import is_disk_full
+from adegan.runtime.files import atomic_write_text, is_disk_full
 from adegan.runtime.images import IMAGE_EXTENSIONS, ImageDecodeError, list_image_names, read_image
 from adegan.runtime.model import BundleModel
 
@@ -49,25 +49,65 @@ def expand_inputs(inputs: list[str]) -> list[str]:
 
 
 class ResultWriter:
-    """Rows to .csv or .jsonl, appended and flushed per batch."""
+    """Rows to .csv or .jsonl, appended and flushed per batch.
 
-    def __init__(self, path: Path, resume: bool):
+    Beside the output, `OUT.adegan.json` records which bundle (and threshold) wrote the rows, so
+    `--resume` can refuse to mix rows of two models. File names that are not valid UTF-8 are
+    kept losslessly: their original bytes in CSV (surrogateescape), \\udcXX escapes in JSONL.
+    """
+
+    def __init__(self, path: Path, resume: bool, identity: dict | None = None):
         self.path = Path(path)
         if self.path.suffix.lower() not in (".csv", ".jsonl"):
             raise UsageError(f"--out {path}: use a .csv or .jsonl file name")
+        if self.path.is_dir():
+            raise UsageError(f"--out {path} is a folder; give a file name such as {self.path / 'results.csv'}")
         self.jsonl = self.path.suffix.lower() == ".jsonl"
-        if self.path.exists() and self.path.stat().st_size and not resume:
+        self.identity_path = self.path.with_name(self.path.name + ".adegan.json")
+        existing = self.path.exists() and self.path.stat().st_size > 0
+        if existing and not resume:
             raise UsageError(f"{path} already exists; pass --resume to continue it, or choose another --out")
-        if resume and self.path.exists():
+        if existing:
+            self._check_same_writer(identity)
             self._drop_partial_last_line()
-        self.done = self._read_done() if resume and self.path.exists() else set()
+        self.done = self._read_done() if existing else set()
         self.rows_written = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        new_file = not self.path.exists() or self.path.stat().st_size == 0
-        self.file = open(self.path, "a", encoding="utf-8", newline="")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if identity is not None and not existing:
+                atomic_write_text(self.identity_path, json.dumps(identity, indent=1, sort_keys=True) + "\n")
+            self.file = open(self.path, "a", encoding="utf-8", errors="surrogateescape", newline="")
+        except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+            raise UsageError(f"--out {path}: cannot write there ({exc.strerror}); choose a folder you can write "
+                             f"to") from exc
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise DiskFullError(f"--out {path}: no space left on the device; free some space and run the same "
+                                f"command again") from exc
         self.csv = None if self.jsonl else csv.DictWriter(self.file, fieldnames=COLUMNS)
-        if self.csv and new_file:
+        if self.csv and not existing:
             self.csv.writeheader()
+
+    def _check_same_writer(self, identity: dict | None) -> None:
+        """Refuse to resume a file another bundle (or something else entirely) wrote."""
+        if not self.jsonl:
+            with open(self.path, encoding="utf-8", errors="surrogateescape", newline="") as file:
+                header = next(csv.reader(file), [])
+            if tuple(header) != COLUMNS:
+                raise UsageError(f"{self.path}: not a results file of adegan score (its columns are "
+                                 f"{','.join(header)[:80]}); choose another --out")
+        if identity is None:
+            return
+        try:
+            recorded = json.loads(self.identity_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise UsageError(f"{self.path}: cannot tell which bundle wrote it ({self.identity_path.name} is missing "
+                             f"or unreadable), so its rows cannot be resumed; choose another --out") from None
+        changed = sorted(key for key in identity if recorded.get(key) != identity[key])
+        if changed:
+            raise UsageError(f"{self.path} was written with another bundle or threshold ({', '.join(changed)} "
+                             f"differ, see {self.identity_path.name}); resume with that bundle, or choose another --out")
 
     def _drop_partial_last_line(self) -> None:
         """A crash mid-write can leave a last line without its newline: cut it off."""
@@ -79,7 +119,7 @@ class ResultWriter:
     def _read_done(self) -> set[str]:
         """Paths already written; a last line cut off by a crash is ignored (and rewritten)."""
         done = set()
-        with open(self.path, encoding="utf-8", newline="") as file:
+        with open(self.path, encoding="utf-8", errors="surrogateescape", newline="") as file:
             if self.jsonl:
                 for line in file:
                     try:
@@ -138,7 +178,9 @@ def score_files(model: BundleModel, paths: list[str], out: Path, batch_size: int
     """Score `paths` with `model`, writing one row per image to `out`."""
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-    writer = ResultWriter(out, resume)
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    writer = ResultWriter(out, resume, model.identity())
     todo = [p for p in paths if str(p) not in writer.done]
     summary = Summary(skipped=len(paths) - len(todo), backend=model.backend.describe())
     if summary.skipped:

@@ -22,15 +22,79 @@ from adegan.runtime.deps import require_cv2
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
+# Largest image decoded, in pixels (100 MP: a 12,000 x 8,000 camera frame fits). A PNG "bomb"
+# declares far more and would allocate gigabytes; its header is refused before decoding.
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+MAX_PIXELS_VARIABLE = "ADEGAN_MAX_IMAGE_PIXELS"
+
+
 class ImageDecodeError(AdeganError):
     """An image file that cannot be read or decoded."""
 
 
+def max_image_pixels() -> int:
+    """The pixel limit: $ADEGAN_MAX_IMAGE_PIXELS, else DEFAULT_MAX_IMAGE_PIXELS."""
+    value = os.environ.get(MAX_PIXELS_VARIABLE, "")
+    try:
+        return int(value) if value else DEFAULT_MAX_IMAGE_PIXELS
+    except ValueError:
+        raise AdeganError(f"{MAX_PIXELS_VARIABLE}={value!r}: give a whole number of pixels") from None
+
+
+def header_size(data: np.ndarray) -> tuple[int, int] | None:
+    """(width, height) read from a PNG, JPEG or BMP header without decoding, or None when the
+    format is another or the header is not where it should be (then OpenCV's own limit applies)."""
+    head = data[:64].tobytes()
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head.startswith(b"BM") and len(head) >= 26:
+        return abs(int.from_bytes(head[18:22], "little", signed=True)), abs(int.from_bytes(head[22:26], "little", signed=True))
+    if head.startswith(b"\xff\xd8"):
+        return _jpeg_size(data)
+    return None
+
+
+def _jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
+    """Walk the JPEG markers to the first start-of-frame (SOF0-SOF15 but DHT, JPG, DAC)."""
+    raw = data[:1 << 20].tobytes()  # the frame header comes early; never scan a whole huge file
+    position = 2
+    while position + 9 < len(raw):
+        if raw[position] != 0xFF:
+            return None
+        marker = raw[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        length = int.from_bytes(raw[position + 2:position + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(raw[position + 7:position + 9], "big"), int.from_bytes(raw[position + 5:position + 7], "big")
+        position += 2 + length
+    return None
+
+
 def list_image_names(folder: str | os.PathLike) -> list[str]:
     """All image files under `folder`, recursively, sorted, as plain strings: a str costs about
-    a fifth of a Path, which matters when a folder holds a million images."""
-    found = []
-    for directory, _, names in os.walk(os.path.normpath(folder), followlinks=True):
+    a fifth of a Path, which matters when a folder holds a million images. Symbolic links are
+    followed, but each real folder is listed once (a link loop ends); a folder that cannot be
+    listed is reported as a warning."""
+    found, seen = [], set()
+
+    def report(error: OSError) -> None:  # a folder that cannot be listed is said, not skipped silently
+        from adegan.console import log
+
+        log(f"warning: {error.filename}: cannot list this folder ({error.strerror}); its images are left out")
+
+    for directory, subdirectories, names in os.walk(os.path.normpath(folder), followlinks=True, onerror=report):
+        try:
+            status = os.stat(directory)
+        except OSError:
+            continue
+        identity = (status.st_dev, status.st_ino)
+        if identity in seen:  # a symlink loop or a second link to a folder already listed: once is enough
+            subdirectories.clear()
+            continue
+        seen.add(identity)
+        subdirectories.sort()  # a fixed order, so which of two links to one folder is listed does not vary
         for name in names:
             if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
                 path = os.path.join(directory, name)
@@ -53,7 +117,14 @@ def decode_image(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
     """
     cv2 = require_cv2()
     buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    size, limit = header_size(buffer), max_image_pixels()
+    if size is not None and size[0] * size[1] > limit:
+        raise ImageDecodeError(f"{name}: {size[0]} x {size[1]} = {size[0] * size[1]:,} pixels is more than the limit of "
+                               f"{limit:,}; not decoded (set {MAX_PIXELS_VARIABLE} to allow larger images)")
+    try:
+        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    except (cv2.error, MemoryError, ValueError, OverflowError) as exc:  # OpenCV's own limits, allocation failures
+        raise ImageDecodeError(f"{name}: the decoder failed ({str(exc).strip().splitlines()[-1][:160]})") from exc
     if image is None:
         raise ImageDecodeError(f"{name}: not a readable image (corrupt or unsupported format)")
     return image

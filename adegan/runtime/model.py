@@ -35,7 +35,7 @@ class BundleModel:
                  threshold: float | None = None, verify: bool = True):
         self.bundle = Path(bundle)
         self.manifest = load_manifest(self.bundle, verify=verify)
-        self.backend = open_backend(self.bundle, self.manifest, backend, precision)
+        self.backend = open_backend(self.bundle, self.manifest, backend, precision, verify)
         score = self.manifest["score"]
         self.mu_e, self.sigma_e, self.score_mode = score["mu_e"], score["sigma_e"], score["score_mode"]
         self.threshold = float(score["threshold"] if threshold is None else threshold)
@@ -44,6 +44,15 @@ class BundleModel:
         self.max_inference_batch = int(self.manifest.get("max_inference_batch") or 0) or None
         self.channels = self.manifest["input"]["channels"]
         self.image_size = self.manifest["input"]["image_size"]
+
+    def identity(self) -> dict:
+        """What decides the rows this model writes: the bundle's files and calibration (a hash of
+        both) and the threshold in use. Results files record it, so a resume cannot mix models."""
+        import hashlib
+        import json
+
+        decisive = json.dumps({"files": self.manifest.get("files"), "score": self.manifest["score"]}, sort_keys=True)
+        return {"bundle_sha256": hashlib.sha256(decisive.encode()).hexdigest(), "threshold": self.threshold}
 
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
         """One decoded BGR image -> uint8 (C, H, W) at the model size (the shared function)."""

@@ -19,7 +19,7 @@ import numpy as np
 from adegan.console import log as default_log
 from adegan.errors import AdeganError, UsageError
 from adegan.runtime.deps import require_cv2
-from adegan.runtime.images import IMAGE_EXTENSIONS, ImageDecodeError, read_image
+from adegan.runtime.images import ImageDecodeError, read_image
 
 
 class SourceError(AdeganError):
@@ -34,9 +34,16 @@ class Frame:
     captured: float  # time.monotonic() at capture
 
 
+STREAM_TIMEOUT_MS = 5000  # a URL that connects but sends nothing fails after this, not OpenCV's 30 s
+
+
 def _open_capture(target, api: int | None = None):
     cv2 = require_cv2()
-    capture = cv2.VideoCapture(target, api) if api is not None else cv2.VideoCapture(target)
+    if isinstance(target, str) and "://" in target and api is None:  # network stream: bounded open and read
+        timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+        capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG, timeouts)
+    else:
+        capture = cv2.VideoCapture(target, api) if api is not None else cv2.VideoCapture(target)
     if not capture.isOpened():
         capture.release()
         return None
@@ -113,6 +120,10 @@ class LiveSource:
         if self._failure:
             raise SourceError(self._failure)
 
+    def stop(self) -> None:
+        """End the iteration soon (within half a second), from any thread."""
+        self._stopped.set()
+
     def close(self) -> None:
         self._stopped.set()
         self._thread.join(timeout=5)
@@ -127,13 +138,14 @@ class VideoFileSource:
         if "%" not in path and not Path(path).is_file():
             raise UsageError(f"{path}: video file not found")
         self.path, self.loop = path, loop
+        self._stopped = threading.Event()
         self._capture = _open_capture(path)
         if self._capture is None:
             raise SourceError(f"{path}: OpenCV cannot read this video (unsupported codec or corrupt file)")
 
     def __iter__(self) -> Iterator[Frame]:
         index, in_pass = 0, 0
-        while True:
+        while not self._stopped.is_set():
             ok, image = self._capture.read()
             if not ok or image is None:
                 if not (self.loop and in_pass):  # the end (or an empty video: no endless loop)
@@ -148,6 +160,9 @@ class VideoFileSource:
             index += 1
             in_pass += 1
 
+    def stop(self) -> None:
+        self._stopped.set()
+
     def close(self) -> None:
         self._capture.release()
 
@@ -155,8 +170,10 @@ class VideoFileSource:
 class FolderSource:
     """Images as they arrive in a folder (and those already there, unless `only_new`).
 
-    A file is taken once its size has stopped changing between two polls, so a half-copied
-    image is not read; an unreadable one is reported and skipped.
+    A file is taken once its size and modification time have stayed the same over one poll
+    (so a half-copied image is not read), then scored once; a file renamed into place is
+    taken at the next poll. A file deleted before it is read is forgotten; an unreadable or
+    still-empty one is reported and skipped.
     """
 
     def __init__(self, folder: str, only_new: bool = False, poll: float = 0.25, log=default_log):
@@ -165,23 +182,34 @@ class FolderSource:
             raise UsageError(f"{folder}: folder not found")
         self.poll, self.log = poll, log
         self._seen: set[Path] = set(self._list()) if only_new else set()
-        self._sizes: dict[Path, int] = {}
+        self._states: dict[Path, tuple[int, int]] = {}
         self._stopped = threading.Event()
 
     def _list(self) -> list[Path]:
-        return sorted(p for p in self.folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        from adegan.runtime.images import list_image_names
+
+        return [Path(name) for name in list_image_names(self.folder)]
+
+    def _stable(self, path: Path) -> bool | None:
+        """True when the file has not changed since the last poll; None when it is gone."""
+        try:
+            status = path.stat()
+        except OSError:
+            self._states.pop(path, None)
+            return None
+        state = (status.st_size, status.st_mtime_ns)
+        stable = self._states.get(path) == state
+        self._states[path] = state
+        return stable
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
         while not self._stopped.is_set():
             for path in self._list():
-                if path in self._seen:
-                    continue
-                size = path.stat().st_size
-                if self._sizes.get(path) != size or size == 0:  # still being written
-                    self._sizes[path] = size
+                if path in self._seen or not self._stable(path):
                     continue
                 self._seen.add(path)
+                self._states.pop(path, None)
                 try:
                     image = read_image(path)
                 except ImageDecodeError as exc:
@@ -189,7 +217,12 @@ class FolderSource:
                     continue
                 yield Frame(index, str(path), image, time.monotonic())
                 index += 1
+                if self._stopped.is_set():
+                    return
             self._stopped.wait(self.poll)
+
+    def stop(self) -> None:
+        self._stopped.set()
 
     def close(self) -> None:
         self._stopped.set()

@@ -72,6 +72,13 @@ def watch(model: BundleModel, source, roi=None, show: bool = False, save_anomali
     cv2 = require_cv2()
     log_file, stats, fps, window = None, WatchStats(), 0.0, False
     stop_at = None if duration is None else time.monotonic() + duration
+    timer = None
+    if duration is not None:  # ends on time even when no frame ever arrives (dead stream, empty folder)
+        import threading
+
+        timer = threading.Timer(duration, source.stop)
+        timer.daemon = True
+        timer.start()
     try:
         if show:
             check_display()
@@ -112,6 +119,8 @@ def watch(model: BundleModel, source, roi=None, show: bool = False, save_anomali
     except KeyboardInterrupt:
         log("stopping (Ctrl-C)")
     finally:
+        if timer is not None:
+            timer.cancel()
         source.close()
         if log_file:
             log_file.close()

@@ -161,6 +161,25 @@ def test_calibrate_on_site_updates_the_manifest_and_keeps_the_previous(bundle, i
     info = runner.invoke(app, ["info", str(bundle)])
     assert info.exit_code == 0 and "on-site" in info.stdout
 
+    # A second calibration loses nothing: both replaced manifests stay in calibrations/, in order.
+    again = runner.invoke(app, ["calibrate", str(bundle), str(site), "--target-fpr", "0.1"])
+    assert again.exit_code == 0, again.output
+    history = sorted((bundle / "calibrations").iterdir())
+    assert [json.loads(p.read_text())["score"]["target_fpr"] for p in history] == [before["score"]["target_fpr"], 0.05]
+    assert load_manifest(bundle)["score"]["target_fpr"] == 0.1
+
+    # Colour photos for a gray model: refused, or converted with a notice when asked.
+    colour = tmp_path / "colour"
+    colour.mkdir()
+    for i in range(25):
+        image = np.full((32, 32, 3), (20, 60, 20), np.uint8)
+        image[8:18, 8:18] = (30, 200, 240)
+        cv2.imwrite(str(colour / f"c{i}.png"), image)
+    refused = runner.invoke(app, ["calibrate", str(bundle), str(colour)])
+    assert refused.exit_code == 2 and "is colour but the bundle's model is gray" in refused.output
+    converted = runner.invoke(app, ["calibrate", str(bundle), str(colour), "--convert-channels"])
+    assert converted.exit_code == 0 and "converted 25 colour image(s) to gray" in converted.output
+
 
 def test_bench_and_info(bundle):
     result = runner.invoke(app, ["bench", str(bundle), "-b", "1", "-b", "4", "--seconds", "0.05", "--json"])

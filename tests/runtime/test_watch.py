@@ -106,7 +106,7 @@ def test_missing_sources_fail_fast_and_clearly(tmp_path):
     looping = runner.invoke(app, ["watch", "--model", TINY, "--folder", str(tmp_path), "--loop"])
     assert looping.exit_code == 2 and "--loop replays a --video file" in looping.output
     never = runner.invoke(app, ["watch", "--model", TINY, "--folder", str(tmp_path), "--duration", "0"])
-    assert never.exit_code == 2 and "--duration must be positive" in never.output
+    assert never.exit_code == 2 and "must be a positive number" in never.output
 
 
 def test_show_checks_for_a_display_first(video, monkeypatch):
@@ -140,3 +140,55 @@ def test_ctrl_c_stops_cleanly_with_a_summary(tmp_path, sigint_default):
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "stopping (Ctrl-C)" in err and "1 frame(s)" in out
+
+
+def test_duration_ends_a_watch_that_never_gets_a_frame(tmp_path):
+    """An empty folder sends nothing: --duration still ends it on time, with a summary."""
+    (tmp_path / "empty").mkdir()
+    start = time.monotonic()
+    result = runner.invoke(app, ["watch", "--model", TINY, "--folder", str(tmp_path / "empty"), "--duration", "1",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["frames"] == 0 and time.monotonic() - start < 5
+
+
+def test_folder_files_deleted_or_still_written_do_not_stop_the_watch(tmp_path):
+    from adegan.runtime.sources import FolderSource
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    source = FolderSource(str(folder), poll=0.05)
+    cv2.imwrite(str(folder / "a.png"), frame(1))
+    growing = folder / "b.png"
+    ok, encoded = cv2.imencode(".png", frame(2))
+    growing.write_bytes(encoded.tobytes()[:40])  # half written
+    iterator = iter(source)
+    source._stable(folder / "a.png")  # first look at a.png
+    (folder / "gone.png").write_bytes(encoded.tobytes())
+    original_list = source._list
+    source._list = lambda: original_list() + [folder / "vanished.png"]  # listed, then deleted before read
+    first = next(iterator)
+    assert first.name.endswith("a.png")
+    growing.write_bytes(encoded.tobytes())  # finished: taken once its size and mtime hold still
+    names = [next(iterator).name for _ in range(2)]
+    assert sorted(Path(n).name for n in names) == ["b.png", "gone.png"]
+    source.close()
+
+
+def test_a_stream_that_accepts_but_sends_nothing_times_out(monkeypatch):
+    """A host that accepts the TCP connection and stays silent: refused after the stream timeout,
+    not OpenCV's 30 s."""
+    import socket
+
+    from adegan.runtime import sources
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    monkeypatch.setattr(sources, "STREAM_TIMEOUT_MS", 1500)
+    start = time.monotonic()
+    with pytest.raises(sources.SourceError, match="could not be opened"):
+        sources.open_source(url=f"http://127.0.0.1:{port}/stream.mjpg")
+    assert time.monotonic() - start < 10
+    server.close()
