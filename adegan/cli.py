@@ -19,7 +19,8 @@ import typer
 
 from adegan.errors import AdeganError, UsageError
 from adegan.runtime.contract import BACKENDS, PRECISIONS, SCORE_MODES
-from adegan.training.config import BENCHMARKS, METHODS, PATTERN_INPUTS, PRESETS, WHOLE_IMAGE_DISTANCES
+from adegan.training.config import (BENCHMARKS, METHODS, PATCH_FEATURES, PATTERN_INPUTS, PRESETS,
+                                    WHOLE_IMAGE_DISTANCES)
 
 INTERRUPTED = 130
 
@@ -39,6 +40,7 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 ScoreMode = _choices("ScoreMode", SCORE_MODES)
 Method = _choices("Method", METHODS)
 WholeImageDistance = _choices("WholeImageDistance", WHOLE_IMAGE_DISTANCES)
+PatchFeatures = _choices("PatchFeatures", PATCH_FEATURES)
 PatternInput = _choices("PatternInput", PATTERN_INPUTS)
 Preset = _choices("Preset", tuple(PRESETS))
 Backend = _choices("Backend", BACKENDS)
@@ -133,6 +135,8 @@ def train(
     bank_size: int = typer.Option(16384, min=1, help="Most feature rows kept (greedy coreset above).", rich_help_panel=METHOD),
     distance: WholeImageDistance = typer.Option("mean-z", help="Whole images: cosine, l2, or both standardised on "
                                                 "held-out normals and combined (max-z, mean-z).", rich_help_panel=METHOD),
+    patch_features: PatchFeatures = typer.Option("pixels", help="Patches: gradients (brightness differences) "
+                                                 "or pixels (mean removed).", rich_help_panel=METHOD),
     epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs (default: 15; with --resume: the run's own, or a "
                                          "new total).", rich_help_panel=GAN),
     batch_size: int = typer.Option(64, min=1, help="Real images per iteration.", rich_help_panel=GAN),
@@ -178,7 +182,7 @@ def train(
             noise_loss_weight=noise_loss_weight,
             method=method.value, max_train_images=max_train_images, device=device,
         )
-        bank_config = MemoryBankConfig(patch_size, blur, neighbours, bank_size, distance.value)
+        bank_config = MemoryBankConfig(patch_size, blur, neighbours, bank_size, distance.value, patch_features.value)
         model_config = None
         if not resume:
             overrides = {"image_size": image_size or source_image_size(source), "n_patterns": patterns,
@@ -191,9 +195,11 @@ def train(
         result = run_training(model_config, train_config, out, resume=resume, force=force, progress=not no_progress,
                               resume_epochs=epochs, bank_config=bank_config)
     except AdeganError as error:
-        again = _same_command("--force", drop=("--resume",)) if method.value == "memory-bank" else \
-            _same_command("--resume", drop=("--force",))
-        _fail(error, again)
+        resumable = getattr(error, "resumable", True)  # a saved checkpoint (GAN) or nothing kept (memory bank)
+        _fail(error, _same_command("--resume", drop=("--force",)) if resumable else
+              _same_command("--force", drop=("--resume",)))
+    if not result.main_process:  # under torchrun, rank 0 reports for all
+        return
     summary = {"run_dir": str(result.run_dir), "epochs": result.epochs, "steps": result.steps,
                "images_per_second": round(result.images_per_second, 1),
                "calibration": result.calibration.to_dict()}

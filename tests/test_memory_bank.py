@@ -57,16 +57,37 @@ def test_whole_image_layout_finds_the_nearest_normal():
     assert residual.shape == (3, 1, 32, 32) and float(residual.max()) < 1e-3
 
 
-def test_patch_layout_localises_a_small_defect():
+@pytest.mark.parametrize("features", ["gradients", "pixels"])
+def test_patch_layout_localises_a_small_defect(features):
     rng = np.random.default_rng(1)
     config = ModelConfig(image_size=128, channels=1)
     normals = np.stack([texture(rng, 128, 128)[None] for _ in range(24)])
-    detector, facts = build_detector(config, MemoryBankConfig(bank_size=2000), normals, "cpu")
+    detector, facts = build_detector(config, MemoryBankConfig(bank_size=2000, patch_features=features), normals, "cpu")
     assert not detector.whole_image and facts.rows_seen == 24 * 15 * 15 and facts.rows_kept == 2000
     good = np.stack([texture(rng, 128, 128)[None] for _ in range(10)])
     bad = np.stack([cracked(rng, 128, 128)[None] for _ in range(10)])
     distance, _ = detector_outputs(detector, np.concatenate([good, bad]), "cpu")
     assert distance[10:].min() > distance[:10].max()
+
+
+def test_gradient_patches_ignore_brightness_and_hold_both_directions():
+    config = ModelConfig(image_size=128, channels=1)
+    detector = MemoryBankDetector(config, MemoryBankConfig(blur=0.0, patch_features="gradients"),
+                                  torch.zeros(1, 2 * 16 * 16))
+    ramp = torch.linspace(0.1, 0.6, 128).repeat(128, 1)[None, None]  # brightness rising to the right
+    features = detector.features(ramp)
+    assert features.shape == (1, 15 * 15, 2 * 16 * 16)
+    assert torch.allclose(features, detector.features(ramp + 0.2), atol=1e-6)  # an offset changes nothing
+    horizontal, vertical = features[0, 0].reshape(2, 16, 16)  # the horizontal map's patch, then the vertical's
+    assert vertical.abs().max() < 1e-6  # nothing changes downwards
+    assert horizontal.abs().min() == pytest.approx(0.5 / 127, rel=1e-3)  # the ramp's step, everywhere
+
+
+def test_a_bank_saved_before_gradients_existed_still_reads_pixels():
+    from adegan.training.memory_bank import config_from_state
+
+    old = {"patch_size": None, "blur": None, "neighbours": None, "bank_size": 16384, "distance": "mean-z"}
+    assert config_from_state({"memory_bank_config": old}, "run").patch_features == "pixels"
 
 
 def test_the_bank_bounds_its_batch_by_memory():
@@ -76,7 +97,7 @@ def test_the_bank_bounds_its_batch_by_memory():
 
 
 def test_bad_memory_bank_options_are_refused():
-    for options in ({"patch_size": 1}, {"blur": -1.0}, {"neighbours": 0}, {"bank_size": 0}):
+    for options in ({"patch_size": 1}, {"blur": -1.0}, {"neighbours": 0}, {"bank_size": 0}, {"patch_features": "edges"}):
         with pytest.raises(UsageError):
             MemoryBankConfig(**options)
 

@@ -16,6 +16,7 @@ PATTERN_INPUTS = ("softmax", "hard")
 METHODS = ("memory-bank", "adegan", "autoencoder")
 BENCHMARKS = ("mnist", "fashion-mnist", "cifar10")  # sources read by name, for leave-one-class-out
 WHOLE_IMAGE_DISTANCES = ("cosine", "l2", "max-z", "mean-z")
+PATCH_FEATURES = ("gradients", "pixels")  # what a patch holds: brightness changes, or mean-removed pixels
 PRESETS = {"default": {}, "tiny": {"width": 8}}  # model sizes: tiny is for tests and demos
 WHOLE_IMAGE_MAX_SIZE = 64  # up to this size a memory bank compares whole images, above it patches
 
@@ -80,6 +81,9 @@ class MemoryBankConfig:
     one-pixel shift, too little to erase a thin crack. `neighbours` None is 5 for whole images
     (an average over a few neighbours is steadier) and 1 for patches (one close normal patch is
     enough to explain a patch). Banks above `bank_size` rows are reduced by greedy coreset.
+    `patch_features` pixels stores the mean-removed patch; gradients stores each patch's
+    horizontal and vertical brightness differences: blind to a patch's overall brightness, and a
+    thin crack or scratch shows as a pair of strong edges.
     """
 
     patch_size: int | None = None
@@ -87,10 +91,13 @@ class MemoryBankConfig:
     neighbours: int | None = None
     bank_size: int = 16384
     distance: str = "mean-z"  # whole images: cosine, l2, max-z / mean-z (larger / mean of both, standardised)
+    patch_features: str = "pixels"  # patches: mean-removed pixels, or horizontal and vertical differences
 
     def __post_init__(self):
         if self.distance not in WHOLE_IMAGE_DISTANCES:
             raise UsageError(f"distance must be one of {WHOLE_IMAGE_DISTANCES}, got {self.distance!r}")
+        if self.patch_features not in PATCH_FEATURES:
+            raise UsageError(f"patch features must be one of {PATCH_FEATURES}, got {self.patch_features!r}")
         if self.patch_size is not None and self.patch_size < 2:
             raise UsageError(f"patch size must be at least 2 px, got {self.patch_size}")
         if self.blur is not None and not self.blur >= 0:

@@ -11,10 +11,11 @@ Two feature layouts, chosen from the image size (`MemoryBankConfig.patch_geometr
                images, 1 - cosine similarity (shape) and Euclidean (brightness and amount count
                too), each standardised on held-out normals and averaged (`distance` mean-z; or
                cosine, l2, max-z). Small images of whole objects are compared as wholes.
-  patches      (image size >= 128): p x p patches of the blurred image at stride p/2, each with
-               its mean removed; a patch's distance is the Euclidean distance to its k nearest
-               bank patches, and an image's is the largest over its patches, so a crack covering
-               1 % of a photo still decides the score.
+  patches      (image size >= 128): p x p patches at stride p/2 of the blurred image's horizontal
+               and vertical differences (`patch_features` gradients; or of the blurred image with
+               each patch's mean removed: pixels); a patch's distance is the Euclidean distance to
+               its k nearest bank patches, and an image's is the largest over its patches, so a
+               crack covering 1 % of a photo still decides the score.
 
 The detector has the same three outputs as the ADe-GAN `Detector`, so evaluation, export and
 the runtime treat both alike:
@@ -70,11 +71,18 @@ class MemoryBankDetector(nn.Module):
         self.blur_radius = kernel.numel() // 2  # a plain int: the exported graph has fixed shapes
         self.register_buffer("blur_horizontal", kernel.reshape(1, 1, 1, -1).repeat(channels, 1, 1, 1))
         self.register_buffer("blur_vertical", kernel.reshape(1, 1, -1, 1).repeat(channels, 1, 1, 1))
+        self.gradients = not self.whole_image and config.patch_features == "gradients"
+        maps = channels * (2 if self.gradients else 1)  # gradients: a horizontal and a vertical map per channel
+        if self.gradients:  # forward differences as one conv: [x, x+1] -> x+1 - x, and the same downwards
+            difference = torch.zeros(2 * channels, 1, 2, 2)
+            difference[0::2, 0, 0, 0], difference[0::2, 0, 0, 1] = -1.0, 1.0
+            difference[1::2, 0, 0, 0], difference[1::2, 0, 1, 0] = -1.0, 1.0
+            self.register_buffer("difference_kernel", difference)
         if not self.whole_image:  # one-hot kernels: a strided conv that copies each patch into channels
             p = self.patch_size
-            extract = torch.eye(channels * p * p).reshape(channels * p * p, channels, p, p)
+            extract = torch.eye(maps * p * p).reshape(maps * p * p, maps, p, p)
             self.register_buffer("patch_kernel", extract)
-        dim = channels * (size * size if self.whole_image else self.patch_size ** 2)
+        dim = channels * size * size if self.whole_image else maps * self.patch_size ** 2
         bank = torch.zeros(1, dim) if bank is None else bank
         # Stored transposed, (D, M), so the exported MatMul reads it in place (a (M, D) bank made
         # the exporter fold in a transposed copy: twice the bundle). A Parameter (frozen) so the
@@ -113,6 +121,10 @@ class MemoryBankDetector(nn.Module):
     def features_of_blurred(self, blurred: torch.Tensor) -> torch.Tensor:
         if self.whole_image:
             return blurred.flatten(1)
+        if self.gradients:  # same size out: the last column / row repeats its neighbour's difference
+            padded = F.pad(blurred, (0, 1, 0, 1), mode="replicate")
+            maps = F.conv2d(padded, self.difference_kernel, groups=self.model_config.channels)
+            return F.conv2d(maps, self.patch_kernel, stride=self.stride).flatten(2).transpose(1, 2)
         patches = F.conv2d(blurred, self.patch_kernel, stride=self.stride)  # (N, D, h, w)
         patches = patches - patches.mean(dim=1, keepdim=True)
         return patches.flatten(2).transpose(1, 2)  # (N, L, D)
@@ -287,7 +299,9 @@ def config_from_state(state: dict, path) -> MemoryBankConfig:
     from adegan.errors import AdeganError, UsageError
 
     try:
-        return MemoryBankConfig.from_dict(state["memory_bank_config"])
+        saved = dict(state["memory_bank_config"])
+        saved.setdefault("patch_features", "pixels")  # banks saved before gradients existed hold pixels
+        return MemoryBankConfig.from_dict(saved)
     except (UsageError, KeyError, TypeError) as exc:
         raise AdeganError(f"{path}: not a memory-bank checkpoint of this adegan version ({exc}); retrain it") from exc
 
@@ -318,7 +332,8 @@ def fit(model_config: ModelConfig, train_config, bank_config: MemoryBankConfig |
                                          data.calibration)
     except KeyboardInterrupt:
         raise TrainingInterrupted(f"interrupted while building the memory bank; nothing was saved in {run_dir}: "
-                                  f"run the same command again with --force (a build takes one pass)") from None
+                                  f"run the same command again with --force (a build takes one pass)",
+                                  resumable=False) from None
     errors, probs = detector_outputs(detector, data.calibration, device)
     calibration = calibrate(errors, probs, train_config.target_fpr, train_config.score_mode)
     threshold_distance = calibration.mu_e + calibration.threshold * calibration.sigma_e \

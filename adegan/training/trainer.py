@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from adegan.console import log as default_log, progress_bar
 from adegan.errors import AdeganError, DiskFullError, UsageError
 from adegan.runtime.score import Calibration, calibrate
-from adegan.training import losses
+from adegan.training import distributed, losses
 from adegan.runtime.files import is_disk_full, write_json
 from adegan.training.checkpoint import CHECKPOINT_NAME, configs_from_state, load_checkpoint, save_checkpoint
 from adegan.training.config import ModelConfig, TrainConfig
@@ -39,7 +39,14 @@ CALIBRATION_SAMPLE_BYTES = 4 * 1024 * 1024
 
 
 class TrainingInterrupted(AdeganError):
+    """Ctrl-C during training. `resumable`: a checkpoint was saved, so --resume continues; else
+    nothing was kept and the same command (with --force) starts again."""
+
     exit_code = 130
+
+    def __init__(self, message: str, resumable: bool = True):
+        super().__init__(message)
+        self.resumable = resumable
 
 
 def calibration_sample(calibration_images: np.ndarray) -> torch.Tensor:
@@ -63,7 +70,8 @@ class TrainResult:
     epochs: int
     steps: int
     images_per_second: float
-    calibration: Calibration
+    calibration: Calibration | None
+    main_process: bool = True  # under torchrun, only rank 0 reports
 
 
 class Trainer:
@@ -73,11 +81,16 @@ class Trainer:
                  run_dir: Path, log=default_log, progress: bool = True):
         self.model_config, self.train_config = model_config, train_config
         self.run_dir, self.log, self.progress = Path(run_dir), log, progress
-        self.device = resolve_device(train_config.device)
+        self.dist = distributed.current()
+        self.device = torch.device("cuda", self.dist.local_rank) if self.dist.backend == "nccl" \
+            else resolve_device(train_config.device)
         torch.manual_seed(train_config.seed)
         self.generator, self.discriminator, self.extractor = (
             net.to(self.device) for net in build_networks(model_config)
         )
+        self.dist.broadcast_parameters(self.generator, self.discriminator, self.extractor)
+        self.step = 0
+        self.reseed_rank()
         betas = train_config.adam_betas
         self.optimizers = {
             name: torch.optim.Adam(getattr(self, name).parameters(), lr=train_config.learning_rate, betas=betas)
@@ -86,16 +99,24 @@ class Trainer:
         self.alpha, self.beta, self.gamma = train_config.loss_weights(model_config.channels)
         self.data = data
         self.train_images = torch.from_numpy(data.train).to(self.device)  # uint8, resident
-        self.steps_per_epoch = len(data.train) // train_config.batch_size
+        # Each rank takes its own batch of every step: an epoch is len / (batch x ranks) steps.
+        self.steps_per_epoch = len(data.train) // (train_config.batch_size * self.dist.world_size)
         if self.steps_per_epoch == 0:
             raise AdeganError(
-                f"only {len(data.train)} training images for batch size {train_config.batch_size}; "
-                f"lower --batch-size or add images"
+                f"only {len(data.train)} training images for batch size {train_config.batch_size}"
+                + (f" on {self.dist.world_size} processes" if self.dist.enabled else "")
+                + "; lower --batch-size or add images"
             )
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.calibration: Calibration | None = None
         self.calibration_sample = calibration_sample(data.calibration)
         self.sample_noise = grid_noise(model_config).to(self.device)
+
+    def reseed_rank(self) -> None:
+        """Under torchrun, give each rank its own latent draws (same weights, different noise);
+        a single process keeps the plain seeded stream."""
+        if self.dist.enabled:
+            torch.manual_seed(self.train_config.seed * 100_003 + 1_000 * self.dist.rank + self.step)
 
     # ----- sampling -------------------------------------------------------------------------
     def sample_latent(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,6 +151,7 @@ class Trainer:
         opt["generator"].zero_grad(set_to_none=True)
         opt["extractor"].zero_grad(set_to_none=True)
         recon_loss.backward()
+        self.dist.average_gradients(G, E)
         opt["generator"].step()
         opt["extractor"].step()
         return {"recon": recon_loss.detach()}
@@ -142,10 +164,12 @@ class Trainer:
         d_loss = losses.discriminator_loss(D(real), D(fake.detach()))
         opt["discriminator"].zero_grad(set_to_none=True)
         d_loss.backward()
+        self.dist.average_gradients(D)
         opt["discriminator"].step()
         g_adv = losses.generator_adversarial_loss(D(fake))
         opt["generator"].zero_grad(set_to_none=True)
         g_adv.backward()
+        self.dist.average_gradients(G)
         opt["generator"].step()
         return {"d": d_loss.detach(), "g_adv": g_adv.detach()}
 
@@ -174,6 +198,7 @@ class Trainer:
         opt["generator"].zero_grad(set_to_none=True)
         opt["extractor"].zero_grad(set_to_none=True)
         total.backward()
+        self.dist.average_gradients(G, E)
         opt["generator"].step()
         opt["extractor"].step()
         return {"sl": sl_loss.detach(), "ip": ip_loss.detach(), "recon": recon_loss.detach()}
@@ -185,8 +210,8 @@ class Trainer:
         return torch.from_numpy(rng.permutation(len(self.data.train))).to(self.device)
 
     def real_batch(self, order: torch.Tensor, batch_index: int) -> torch.Tensor:
-        size = self.train_config.batch_size
-        rows = order[batch_index * size:(batch_index + 1) * size]
+        size, slot = self.train_config.batch_size, batch_index * self.dist.world_size + self.dist.rank
+        rows = order[slot * size:(slot + 1) * size]
         return self.train_images[rows].float() * (2.0 / 255.0) - 1.0  # uint8 -> [-1, 1]
 
     def detector(self) -> Detector:
@@ -212,7 +237,8 @@ class Trainer:
                     while self.epoch < config.epochs:
                         self._run_epoch(bar)
             except KeyboardInterrupt:
-                self.save()
+                if self.dist.is_main:
+                    self.save()
                 raise TrainingInterrupted(
                     f"interrupted at epoch {self.epoch + 1}, batch {self.batch_in_epoch}; saved "
                     f"{self.run_dir / CHECKPOINT_NAME}; the same command with --resume continues from there"
@@ -223,8 +249,8 @@ class Trainer:
             raise DiskFullError(f"{self.run_dir}: no space left on the device; the last checkpoint is intact. Free "
                                 f"some space, then continue with `adegan train ... --out {self.run_dir} --resume`") from error
         seconds = time.perf_counter() - start_time
-        speed = (self.step - start_step) * config.batch_size / max(seconds, 1e-9)
-        return TrainResult(self.run_dir, self.epoch, self.step, speed, self.calibration)
+        speed = (self.step - start_step) * config.batch_size * self.dist.world_size / max(seconds, 1e-9)
+        return TrainResult(self.run_dir, self.epoch, self.step, speed, self.calibration, self.dist.is_main)
 
     def _run_epoch(self, bar) -> None:
         order = self.epoch_order(self.epoch)
@@ -238,7 +264,7 @@ class Trainer:
             self.batch_in_epoch += 1
             self.step += 1
             if bar.active and (count % 10 == 0 or self.batch_in_epoch == self.steps_per_epoch):
-                speed = count * self.train_config.batch_size / (time.perf_counter() - epoch_start)
+                speed = count * self.train_config.batch_size * self.dist.world_size / (time.perf_counter() - epoch_start)
                 status = " ".join(f"{k} {float(v) / count:.3f}" for k, v in sums.items())
                 bar.advance(count - shown, f"ep {self.epoch + 1} {status} | {speed:.0f} img/s")
                 shown = count
@@ -247,10 +273,14 @@ class Trainer:
         seconds = time.perf_counter() - epoch_start
         self.epoch += 1
         self.batch_in_epoch = 0
+        if not self.dist.is_main:  # rank 0 calibrates, logs and checkpoints; the others wait for it
+            self.dist.barrier()
+            return
         self.calibration = self.calibrate()
         # Speed over the batches this process ran: an epoch resumed mid-way counts only its rest.
         record = {"epoch": self.epoch, "step": self.step, "batches": count, "seconds": round(seconds, 2),
-                  "images_per_second": round(count * self.train_config.batch_size / max(seconds, 1e-9), 1),
+                  "images_per_second": round(count * self.train_config.batch_size * self.dist.world_size
+                                             / max(seconds, 1e-9), 1),
                   **{f"loss_{k}": round(float(v) / max(count, 1), 5) for k, v in sums.items()},
                   "mu_e": self.calibration.mu_e, "sigma_e": self.calibration.sigma_e,
                   "threshold": self.calibration.threshold}
@@ -259,6 +289,7 @@ class Trainer:
             file.flush()
         self.save_sample_grid()
         self.save()
+        self.dist.barrier()
         self.log(f"epoch {self.epoch}/{self.train_config.epochs}: "
                  + " ".join(f"{k} {record[f'loss_{k}']:.4f}" for k in sums)
                  + f" | {record['images_per_second']:.0f} img/s | threshold {self.calibration.threshold:.4f}")
@@ -290,6 +321,7 @@ class Trainer:
             "calibration": self.calibration.to_dict() if self.calibration else None,
             "calibration_sample": self.calibration_sample,
             "data_info": self.data.info,
+            "distributed": self.dist.describe(),
             "complete": self.epoch >= self.train_config.epochs,
         }
 
@@ -306,6 +338,7 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         if state["calibration"]:
             self.calibration = Calibration.from_dict(state["calibration"])
+        self.reseed_rank()
 
 
 def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: Path,
@@ -315,12 +348,27 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: Path,
 
     Resuming uses the run's saved configs; `resume_epochs` may set a new total of epochs.
     The memory-bank method is built in one pass (`memory_bank.fit`) instead of trained.
+    Under torchrun every rank runs this; rank 0 alone prepares the run folder, writes and logs.
     """
+    config_device = (train_config.device if train_config is not None else "auto")
+    dist = distributed.setup(config_device)
+    try:
+        if not dist.is_main:
+            log, progress = (lambda message: None), False
+        return _train(model_config, train_config, Path(run_dir), resume, force, log, progress, resume_epochs,
+                      bank_config, dist)
+    finally:
+        distributed.shutdown()
+
+
+def _train(model_config, train_config, run_dir: Path, resume, force, log, progress, resume_epochs, bank_config,
+           dist) -> TrainResult:
     from adegan.training.checkpoint import prepare_run_dir
     from adegan.training.data import load_source
 
-    run_dir = Path(run_dir)
-    prepare_run_dir(run_dir, resume, force)
+    if dist.is_main:
+        prepare_run_dir(run_dir, resume, force)
+    dist.barrier()  # the others start once the folder is ready (or refused: then rank 0 has raised)
     state = None
     if resume:
         state = load_checkpoint(run_dir / CHECKPOINT_NAME)
@@ -331,22 +379,36 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: Path,
             train_config = train_config.with_changes(epochs=resume_epochs)
         if train_config.method == "memory-bank" and state.get("complete"):  # built in one pass: nothing to resume
             log(f"{run_dir} holds a finished memory bank; nothing to resume (use --force to build it again)")
-            return TrainResult(run_dir, state["epoch"], state["step"], 0.0, Calibration.from_dict(state["calibration"]))
+            return TrainResult(run_dir, state["epoch"], state["step"], 0.0, Calibration.from_dict(state["calibration"]),
+                               dist.is_main)
+        saved_world = (state.get("distributed") or {}).get("world_size", 1)
+        if state["batch_in_epoch"] and saved_world != dist.world_size:
+            raise UsageError(f"{run_dir} was stopped mid-epoch while training on {saved_world} process(es); resume it "
+                             f"on {saved_world} (torchrun --nproc-per-node {saved_world}), or from an epoch end")
         log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']}")
     data = load_source(train_config, model_config.image_size, model_config.channels, log)
     log(f"data: {json.dumps(data.info)}")
     if train_config.method == "memory-bank":
         from adegan.training import memory_bank
 
+        if not dist.is_main:  # one pass over the data: nothing to share out; rank 0 builds it alone
+            return TrainResult(run_dir, 1, 0, 0.0, None, False)
+        if dist.enabled:
+            log(f"memory bank: built by rank 0 alone (one pass; the other {dist.world_size - 1} process(es) idle)")
         return memory_bank.fit(model_config, train_config, bank_config, data, run_dir, log)
     trainer = Trainer(model_config, train_config, data, run_dir, log, progress)
     if state is not None:
         trainer.restore(state)
-    write_json(run_dir / "config.json", {"model": model_config.to_dict(), "train": train_config.to_dict()})
+    if dist.is_main:
+        write_json(run_dir / "config.json", {
+            "model": model_config.to_dict(), "train": train_config.to_dict(),
+            "distributed": {**dist.describe(), "batch_per_process": train_config.batch_size,
+                            "effective_batch": train_config.batch_size * dist.world_size}})
     device_name = torch.cuda.get_device_name(trainer.device) if trainer.device.type == "cuda" else "cpu"
-    log(f"training on {device_name}: {len(data.train)} images, {trainer.steps_per_epoch} steps/epoch, "
+    ranks = f" x {dist.world_size} processes ({dist.backend})" if dist.enabled else ""
+    log(f"training on {device_name}{ranks}: {len(data.train)} images, {trainer.steps_per_epoch} steps/epoch, "
         f"{train_config.epochs} epochs")
     result = trainer.fit()
-    if result.calibration is None:  # resumed a run that had already finished
+    if result.calibration is None and dist.is_main:  # resumed a run that had already finished
         result.calibration = trainer.calibrate()
     return result
