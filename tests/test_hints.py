@@ -28,6 +28,19 @@ def hints(stdout: str) -> list[list[str]]:
     return commands
 
 
+def test_without_the_export_extras_the_first_hint_installs_them(synthetic_data, tmp_path):
+    """Only `adegan[train]` installed (onnx hidden here): the hints start with the pip line that
+    makes the next one work, rather than an export that would stop at a missing module."""
+    script = ("import sys; sys.modules['onnx'] = None\n"
+              f"sys.argv = ['adegan', 'train', {str(synthetic_data['train'])!r}, '--out', {str(tmp_path / 'r')!r}, "
+              "'--no-progress']\nfrom adegan.cli import app\napp()")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    after = result.stdout.split("next:\n", 1)[1].splitlines()
+    assert after[0].strip().startswith("pip install") and "[export,cpu]" in after[0]
+    assert after[1].strip().startswith("adegan export")
+
+
 def test_the_hints_after_train_and_export_run_as_printed(synthetic_data, tmp_path):
     run_dir = tmp_path / "my run"  # a space in the path: the hints must quote it
     trained = run(["train", str(synthetic_data["train"]), "--out", str(run_dir), "--no-progress"])
