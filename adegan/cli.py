@@ -462,7 +462,8 @@ def watch(
         typer.echo(json.dumps(summary))
     else:
         typer.echo(f"{summary['frames']} frame(s), {summary['anomalies']} anomalous, {summary['fps']:.1f} FPS, "
-                   f"latency p50 {summary['latency_ms_p50']:.1f} ms / p95 {summary['latency_ms_p95']:.1f} ms")
+                   f"latency p50 {summary['latency_ms_p50']:.2f} ms / p95 {summary['latency_ms_p95']:.2f} ms / "
+                   f"p99 {summary['latency_ms_p99']:.2f} ms")
 
 
 @app.command(epilog="""Examples:

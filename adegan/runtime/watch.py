@@ -61,7 +61,8 @@ class WatchStats:
         return {"frames": self.frames, "anomalies": self.anomalies, "seconds": round(seconds, 2),
                 "fps": round(self.frames / seconds, 2) if seconds else 0.0,
                 "latency_ms_p50": round(float(np.percentile(latency, 50)), 2),
-                "latency_ms_p95": round(float(np.percentile(latency, 95)), 2)}
+                "latency_ms_p95": round(float(np.percentile(latency, 95)), 2),
+                "latency_ms_p99": round(float(np.percentile(latency, 99)), 2)}
 
 
 def watch(model: BundleModel, source, roi=None, show: bool = False, save_anomalies: Path | None = None,

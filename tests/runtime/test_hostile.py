@@ -4,10 +4,8 @@ or one clear line, never a traceback, a hang or mixed output. Hostile files are 
 import csv
 import json
 import os
-import shutil
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +19,6 @@ from adegan.runtime.bundle import BundleError  # noqa: E402
 from adegan.runtime.images import ImageDecodeError, decode_image, list_image_names  # noqa: E402
 from adegan.runtime.model import BundleModel  # noqa: E402
 
-TINY = Path(__file__).resolve().parents[1] / "data" / "tiny_bundle"
 runner = CliRunner()
 
 
@@ -32,13 +29,6 @@ def png_header_bomb(width: int, height: int) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
-@pytest.fixture
-def bundle(tmp_path):
-    copy = tmp_path / "bundle"
-    shutil.copytree(TINY, copy)
-    return copy
 
 
 @pytest.fixture

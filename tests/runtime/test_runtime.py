@@ -3,7 +3,6 @@ venv with only `adegan[cpu,dev]` installed)."""
 
 import csv
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,13 +22,6 @@ from adegan.runtime.model import BundleModel  # noqa: E402
 
 TINY = Path(__file__).resolve().parents[1] / "data" / "tiny_bundle"
 runner = CliRunner()
-
-
-@pytest.fixture
-def bundle(tmp_path):
-    copy = tmp_path / "bundle"
-    shutil.copytree(TINY, copy)
-    return copy
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """`adegan watch` on a looping video for a while: memory stays flat and the frame rate steady.
 
 The default run soaks for 30 s; `ADEGAN_SOAK_SECONDS=300 pytest -m slow tests/runtime/test_soak.py`
-runs the long version (results in benchmarks/RESULTS.md).
+runs a longer version, and `benchmarks/watch_soak.py --minutes 30` the committed soak with memory,
+latency and lag per minute (results in benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -22,29 +23,10 @@ pytest.importorskip("onnxruntime")
 
 from adegan.runtime.watch import LATENCY_WINDOW, WatchStats  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from watch_soak import make_video, rss_mb  # noqa: E402  (the 30-minute soak script shares them)
+
 TINY = str(Path(__file__).resolve().parents[1] / "data" / "tiny_bundle")
-
-
-def make_video(path: Path, frames: int = 40) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
-    assert writer.isOpened()
-    rng = np.random.default_rng(0)
-    for i in range(frames):
-        image = rng.integers(0, 60, (480, 640, 3), dtype=np.uint8)
-        cv2.rectangle(image, (100 + 5 * i, 100), (220 + 5 * i, 220), (220, 220, 220), -1)
-        writer.write(image)
-    writer.release()
-    return path
-
-
-def rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def soak(tmp_path: Path, seconds: float) -> dict:

@@ -45,6 +45,9 @@ def test_video_file_every_frame_with_jsonl_and_saved_anomalies(video, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["frames"] == 25 and summary["anomalies"] == 25
+    assert summary["latency_ms_p50"] <= summary["latency_ms_p95"] <= summary["latency_ms_p99"]
+    plain = runner.invoke(app, ["watch", "--model", TINY, "--video", str(video), "--max-frames", "5"])
+    assert "latency p50" in plain.output and "/ p99 " in plain.output
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert [line["frame"] for line in lines] == list(range(25))
     assert {"score", "verdict", "recon_error", "pattern", "latency_ms"} <= set(lines[0])
