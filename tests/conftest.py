@@ -108,3 +108,13 @@ def ctrl_c_inside():
         return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
 
     return run
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    """A copy of the committed tests/data/tiny_bundle that a test may damage (the runtime tests)."""
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(Path(__file__).resolve().parent / "data" / "tiny_bundle", copy)
+    return copy
