@@ -390,8 +390,8 @@ def score(
         from adegan.runtime.model import BundleModel
 
         files = expand_inputs(paths)
-        bundle_model = BundleModel(model, backend.value, precision.value, threshold, verify=not unverified_bundle)
-        summary = score_files(bundle_model, files, out, batch_size, resume, overlays, workers, not no_progress)
+        with BundleModel(model, backend.value, precision.value, threshold, verify=not unverified_bundle) as bundle_model:
+            summary = score_files(bundle_model, files, out, batch_size, resume, overlays, workers, not no_progress)
     except AdeganError as error:
         _fail(error)
     except KeyboardInterrupt:
@@ -455,7 +455,8 @@ def watch(
             check_display()  # before a camera is opened
         bundle_model = BundleModel(model, backend.value, precision.value, threshold, verify=not unverified_bundle)
         source = open_source(camera, video, url, folder, gst, loop=loop)
-        summary = run_watch(bundle_model, source, region, show, save_anomalies, jsonl, max_frames, duration=duration)
+        with bundle_model:  # the backend is released (ORT session, TensorRT buffers) however the watch ends
+            summary = run_watch(bundle_model, source, region, show, save_anomalies, jsonl, max_frames, duration=duration)
     except AdeganError as error:
         _fail(error)
     if json_output:

@@ -38,33 +38,33 @@ def calibrate_bundle(bundle: Path, good: list[str], target_fpr: float | None = N
                      backend: str = "auto", log=default_log, verify: bool = True,
                      convert: bool = False) -> tuple[dict, dict]:
     """Returns (old score section, new score section) and rewrites the manifest."""
-    model = BundleModel(bundle, backend=backend, verify=verify)
-    paths = expand_inputs(good)
-    uint8, skipped, mismatched = [], 0, []
-    for path in paths:
-        try:
-            image = read_image(path)
-        except ImageDecodeError as exc:
-            log(f"skipped: {exc}")
-            skipped += 1
-            continue
-        if (1 if is_grayscale(image) else 3) != model.channels:
-            mismatched.append(path)
-        uint8.append(model.preprocess(image))
-    if mismatched:
-        kinds = {1: "gray", 3: "colour"}
-        wanted, found = kinds[model.channels], kinds[4 - model.channels]
-        if not convert:
-            raise UsageError(f"{mismatched[0]} (and {len(mismatched) - 1} more) is {found} but the bundle's model "
-                             f"is {wanted}; give {wanted} images, or pass --convert-channels to convert them")
-        log(f"note: converted {len(mismatched)} {found} image(s) to {wanted}, as the model sees them")
-    if len(uint8) < MIN_IMAGES:
-        raise UsageError(f"{' '.join(good)}: {len(uint8)} readable good image(s); calibration needs at least {MIN_IMAGES}")
-    errors, probs = [], []
-    for start in range(0, len(uint8), batch_size):
-        outputs = model.infer(to_float(np.stack(uint8[start:start + batch_size])))
-        errors.append(outputs.recon_error)
-        probs.append(outputs.pattern_probs)
+    with BundleModel(bundle, backend=backend, verify=verify) as model:  # the backend is released at the end
+        paths = expand_inputs(good)
+        uint8, skipped, mismatched = [], 0, []
+        for path in paths:
+            try:
+                image = read_image(path)
+            except ImageDecodeError as exc:
+                log(f"skipped: {exc}")
+                skipped += 1
+                continue
+            if (1 if is_grayscale(image) else 3) != model.channels:
+                mismatched.append(path)
+            uint8.append(model.preprocess(image))
+        if mismatched:
+            kinds = {1: "gray", 3: "colour"}
+            wanted, found = kinds[model.channels], kinds[4 - model.channels]
+            if not convert:
+                raise UsageError(f"{mismatched[0]} (and {len(mismatched) - 1} more) is {found} but the bundle's model "
+                                 f"is {wanted}; give {wanted} images, or pass --convert-channels to convert them")
+            log(f"note: converted {len(mismatched)} {found} image(s) to {wanted}, as the model sees them")
+        if len(uint8) < MIN_IMAGES:
+            raise UsageError(f"{' '.join(good)}: {len(uint8)} readable good image(s); calibration needs at least {MIN_IMAGES}")
+        errors, probs = [], []
+        for start in range(0, len(uint8), batch_size):
+            outputs = model.infer(to_float(np.stack(uint8[start:start + batch_size])))
+            errors.append(outputs.recon_error)
+            probs.append(outputs.pattern_probs)
     old = dict(model.manifest["score"])
     fpr = old["target_fpr"] if target_fpr is None else target_fpr
     if len(uint8) * fpr < 1:

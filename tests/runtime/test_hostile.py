@@ -152,3 +152,9 @@ def test_a_model_whose_graph_differs_from_its_manifest_is_refused(bundle):
     (bundle / "adegan.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match=r"does not match its manifest \(input shape"):
         BundleModel(bundle)
+
+
+def test_a_bundle_model_releases_its_backend_when_the_block_ends(bundle):
+    with BundleModel(bundle) as model:
+        assert model.backend.session is not None
+    assert model.backend.session is None  # the ONNX Runtime session (and its threads) let go
