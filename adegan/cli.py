@@ -213,14 +213,15 @@ def train(
             typer.echo(f"trained {result.epochs} epochs ({result.steps} steps, {result.images_per_second:.0f} img/s)")
         typer.echo(f"calibration: mu_e {c.mu_e:.5f}, sigma_e {c.sigma_e:.5f}, threshold {c.threshold:.4f} "
                    f"(target FPR {c.target_fpr:g}, {c.n_images} images)")
-        import importlib.util
+        from adegan.export.exporter import missing_export_libraries
 
-        export_ready = all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime"))
-        _print_next(([] if export_ready else ["pip install -c constraints-cpu.txt -e '.[export,cpu]'"
-                                              if Path("constraints-cpu.txt").is_file() else
-                                              "pip install 'adegan[export,cpu]'"])
-                    + [f"adegan export {_quote(result.run_dir)}"]
-                    + ([f"adegan evaluate {_quote(result.run_dir)}"] if source in BENCHMARKS else []))
+        hints = [f"adegan export {_quote(result.run_dir)}"]
+        if missing_export_libraries():  # make the export hint work first (a checkout installs with its constraints)
+            hints.insert(0, "pip install -c constraints-cpu.txt -e '.[export,cpu]'" if Path("constraints-cpu.txt").is_file()
+                         else "pip install 'adegan[export,cpu]'")
+        if source in BENCHMARKS:
+            hints.append(f"adegan evaluate {_quote(result.run_dir)}")
+        _print_next(hints)
         if source not in BENCHMARKS:
             typer.echo("to measure it: `adegan evaluate` with the run and a folder of test photos (good/ and one "
                        "subfolder per defect type)")

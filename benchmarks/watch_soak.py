@@ -49,6 +49,22 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def watch_sampling_memory(bundle, video: Path, log: Path, seconds: float, interval: float):
+    """Run `adegan watch --loop` on `video` for `seconds`, sampling its RSS every `interval` s.
+    Returns (exit code, stdout, stderr, [(seconds, MB), ...])."""
+    command = [sys.executable, "-m", "adegan", "watch", "--model", str(bundle), "--video", str(video),
+               "--loop", "--duration", str(seconds), "--jsonl", str(log), "--json"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    start, samples = time.monotonic(), []
+    while process.poll() is None:
+        value = rss_mb(process.pid)
+        if value is not None:
+            samples.append((time.monotonic() - start, value))
+        time.sleep(interval)
+    stdout, stderr = process.communicate()
+    return process.returncode, stdout, stderr, samples
+
+
 def per_minute(log: Path, started: float, minutes: int, rss: list[tuple[float, float]]) -> list[dict]:
     """Stream the JSONL once: frames, latency and lag per minute of wall time."""
     buckets = [{"latency": [], "lag": []} for _ in range(minutes + 1)]
@@ -79,18 +95,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         video, log = make_video(Path(tmp) / "line.avi"), Path(tmp) / "soak.jsonl"
-        command = [sys.executable, "-m", "adegan", "watch", "--model", str(args.bundle), "--video", str(video),
-                   "--loop", "--duration", str(60 * args.minutes), "--jsonl", str(log), "--json"]
         started = time.time()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        clock, rss = time.monotonic(), []
-        while process.poll() is None:
-            value = rss_mb(process.pid)
-            if value is not None:
-                rss.append((time.monotonic() - clock, value))
-            time.sleep(1.0)
-        stdout, stderr = process.communicate()
-        if process.returncode != 0:
+        code, stdout, stderr, rss = watch_sampling_memory(args.bundle, video, log, 60 * args.minutes, interval=1.0)
+        if code != 0:
             sys.exit(f"watch failed: {stderr[-2000:]}")
         rows = per_minute(log, started, args.minutes, rss)
     print(f"{'min':>4}{'frames':>8}{'FPS':>8}{'RSS MB':>9}{'lat p50':>9}{'lat p99':>9}{'lag p99':>9}")

@@ -99,11 +99,16 @@ def build_manifest(run_dir: Path, state: dict, model_config, train_config, calib
     }
 
 
-def require_export_libraries() -> None:
-    """onnx writes the graph and onnxruntime checks it against torch: both, or one clear line."""
+def missing_export_libraries() -> list[str]:
+    """Which of onnx (writes the graph) and onnxruntime (checks it against torch) are not installed."""
     import importlib.util
 
-    missing = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+    return [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+
+
+def require_export_libraries() -> None:
+    """Both export libraries, or one clear line naming the extras that bring them."""
+    missing = missing_export_libraries()
     if missing:
         raise MissingDependencyError(f"adegan export needs {' and '.join(missing)}: pip install 'adegan[export,cpu]' "
                                      f"(or 'adegan[export,gpu]' on a CUDA machine)")

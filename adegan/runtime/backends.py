@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from adegan.errors import MissingDependencyError, UsageError
+from adegan.runtime.bundle import BundleError, require_listed
 from adegan.runtime.contract import BACKENDS, ENGINE_FILE, INPUT_NAME, OUTPUT_NAMES, Outputs, onnx_file, validate_images
+
 
 class OnnxRuntimeBackend:
     """ONNX Runtime with the best installed provider: TensorRT EP -> CUDA EP -> CPU.
@@ -55,8 +57,6 @@ class OnnxRuntimeBackend:
 
 def check_graph_io(model: Path, session, manifest: dict) -> None:
     """The graph's input and output names, and its input shape, must be the bundle contract's."""
-    from adegan.runtime.bundle import BundleError
-
     inputs, outputs = session.get_inputs(), [o.name for o in session.get_outputs()]
     spec = manifest["input"]
     expected = [spec["channels"], spec["image_size"], spec["image_size"]]
@@ -99,8 +99,6 @@ def open_backend(bundle: Path, manifest: dict, kind: str = "auto", precision: st
     """The backend to score with: `auto` takes the bundle's TensorRT engine when TensorRT and
     cuda-python are importable, else ONNX Runtime. With `verify`, the file it loads must be one
     the manifest hashes (load_manifest has checked those hashes)."""
-    from adegan.runtime.bundle import require_listed
-
     if kind not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {kind!r}")
     engine = Path(bundle) / ENGINE_FILE
@@ -109,6 +107,7 @@ def open_backend(bundle: Path, manifest: dict, kind: str = "auto", precision: st
 
         require_listed(bundle, manifest, ENGINE_FILE, verify)
         return TensorRTBackend(engine, manifest)
-    if (Path(bundle) / onnx_file(precision)).is_file():
-        require_listed(bundle, manifest, onnx_file(precision), verify)
+    model_file = onnx_file(precision)
+    if (Path(bundle) / model_file).is_file():  # a missing file gets the backend's own message
+        require_listed(bundle, manifest, model_file, verify)
     return OnnxRuntimeBackend(bundle, manifest, precision)

@@ -19,7 +19,7 @@ import numpy as np
 from adegan.console import log as default_log
 from adegan.errors import AdeganError, UsageError
 from adegan.runtime.deps import require_cv2
-from adegan.runtime.images import ImageDecodeError, read_image
+from adegan.runtime.images import ImageDecodeError, list_image_names, read_image
 
 
 class SourceError(AdeganError):
@@ -186,8 +186,6 @@ class FolderSource:
         self._stopped = threading.Event()
 
     def _list(self) -> list[Path]:
-        from adegan.runtime.images import list_image_names
-
         return [Path(name) for name in list_image_names(self.folder)]
 
     def _stable(self, path: Path) -> bool | None:

@@ -80,19 +80,6 @@ class Distributed:
 
             dist.barrier()
 
-    def any_rank(self, flag: bool) -> bool:
-        """True on every rank when `flag` is true on at least one (e.g. 'this epoch diverged')."""
-        if not self.enabled:
-            return flag
-        import torch.distributed as dist
-
-        value = torch.tensor([1.0 if flag else 0.0], device=self._device())
-        dist.all_reduce(value)
-        return bool(value.item() > 0)
-
-    def _device(self) -> torch.device:
-        return torch.device("cuda", self.local_rank) if self.backend == "nccl" else torch.device("cpu")
-
 
 _CURRENT = Distributed()
 

@@ -89,7 +89,7 @@ class Trainer:
             net.to(self.device) for net in build_networks(model_config)
         )
         self.dist.broadcast_parameters(self.generator, self.discriminator, self.extractor)
-        self.step = 0
+        self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.reseed_rank()
         betas = train_config.adam_betas
         self.optimizers = {
@@ -100,14 +100,14 @@ class Trainer:
         self.data = data
         self.train_images = torch.from_numpy(data.train).to(self.device)  # uint8, resident
         # Each rank takes its own batch of every step: an epoch is len / (batch x ranks) steps.
-        self.steps_per_epoch = len(data.train) // (train_config.batch_size * self.dist.world_size)
+        self.images_per_step = train_config.batch_size * self.dist.world_size
+        self.steps_per_epoch = len(data.train) // self.images_per_step
         if self.steps_per_epoch == 0:
             raise AdeganError(
                 f"only {len(data.train)} training images for batch size {train_config.batch_size}"
                 + (f" on {self.dist.world_size} processes" if self.dist.enabled else "")
                 + "; lower --batch-size or add images"
             )
-        self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.calibration: Calibration | None = None
         self.calibration_sample = calibration_sample(data.calibration)
         self.sample_noise = grid_noise(model_config).to(self.device)
@@ -249,7 +249,7 @@ class Trainer:
             raise DiskFullError(f"{self.run_dir}: no space left on the device; the last checkpoint is intact. Free "
                                 f"some space, then continue with `adegan train ... --out {self.run_dir} --resume`") from error
         seconds = time.perf_counter() - start_time
-        speed = (self.step - start_step) * config.batch_size * self.dist.world_size / max(seconds, 1e-9)
+        speed = (self.step - start_step) * self.images_per_step / max(seconds, 1e-9)
         return TrainResult(self.run_dir, self.epoch, self.step, speed, self.calibration, self.dist.is_main)
 
     def _run_epoch(self, bar) -> None:
@@ -264,7 +264,7 @@ class Trainer:
             self.batch_in_epoch += 1
             self.step += 1
             if bar.active and (count % 10 == 0 or self.batch_in_epoch == self.steps_per_epoch):
-                speed = count * self.train_config.batch_size * self.dist.world_size / (time.perf_counter() - epoch_start)
+                speed = count * self.images_per_step / (time.perf_counter() - epoch_start)
                 status = " ".join(f"{k} {float(v) / count:.3f}" for k, v in sums.items())
                 bar.advance(count - shown, f"ep {self.epoch + 1} {status} | {speed:.0f} img/s")
                 shown = count
@@ -279,8 +279,7 @@ class Trainer:
         self.calibration = self.calibrate()
         # Speed over the batches this process ran: an epoch resumed mid-way counts only its rest.
         record = {"epoch": self.epoch, "step": self.step, "batches": count, "seconds": round(seconds, 2),
-                  "images_per_second": round(count * self.train_config.batch_size * self.dist.world_size
-                                             / max(seconds, 1e-9), 1),
+                  "images_per_second": round(count * self.images_per_step / max(seconds, 1e-9), 1),
                   **{f"loss_{k}": round(float(v) / max(count, 1), 5) for k, v in sums.items()},
                   "mu_e": self.calibration.mu_e, "sigma_e": self.calibration.sigma_e,
                   "threshold": self.calibration.threshold}
@@ -350,8 +349,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: Path,
     The memory-bank method is built in one pass (`memory_bank.fit`) instead of trained.
     Under torchrun every rank runs this; rank 0 alone prepares the run folder, writes and logs.
     """
-    config_device = (train_config.device if train_config is not None else "auto")
-    dist = distributed.setup(config_device)
+    dist = distributed.setup(train_config.device)
     try:
         if not dist.is_main:
             log, progress = (lambda message: None), False

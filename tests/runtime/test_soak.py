@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,24 +22,15 @@ pytest.importorskip("onnxruntime")
 from adegan.runtime.watch import LATENCY_WINDOW, WatchStats  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from watch_soak import make_video, rss_mb  # noqa: E402  (the 30-minute soak script shares them)
+from watch_soak import make_video, watch_sampling_memory  # noqa: E402  (shared with the 30-minute soak script)
 
 TINY = str(Path(__file__).resolve().parents[1] / "data" / "tiny_bundle")
 
 
 def soak(tmp_path: Path, seconds: float) -> dict:
     video, log = make_video(tmp_path / "line.avi"), tmp_path / "soak.jsonl"
-    process = subprocess.Popen([sys.executable, "-m", "adegan", "watch", "--model", TINY, "--video", str(video),
-                                "--loop", "--duration", str(seconds), "--jsonl", str(log), "--json"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    start, samples = time.monotonic(), []
-    while process.poll() is None:
-        value = rss_mb(process.pid)
-        if value is not None:
-            samples.append((time.monotonic() - start, value))
-        time.sleep(0.25)
-    stdout, stderr = process.communicate()
-    assert process.returncode == 0, stderr
+    code, stdout, stderr, samples = watch_sampling_memory(TINY, video, log, seconds, interval=0.25)
+    assert code == 0, stderr
     records = [json.loads(line) for line in log.read_text().splitlines()]
     return {"summary": json.loads(stdout), "records": records, "rss": samples, "seconds": seconds}
 
