@@ -42,8 +42,8 @@ def max_image_pixels() -> int:
 
 
 def header_size(data: np.ndarray) -> tuple[int, int] | None:
-    """(width, height) read from a PNG, JPEG or BMP header without decoding, or None when the
-    format is another or the header is not where it should be (then OpenCV's own limit applies)."""
+    """(width, height) read from a PNG, JPEG, BMP or TIFF header without decoding, or None when
+    the format is another or the header is not where it should be (then OpenCV's own limit applies)."""
     head = data[:64].tobytes()
     if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
         return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
@@ -51,6 +51,29 @@ def header_size(data: np.ndarray) -> tuple[int, int] | None:
         return abs(int.from_bytes(head[18:22], "little", signed=True)), abs(int.from_bytes(head[22:26], "little", signed=True))
     if head.startswith(b"\xff\xd8"):
         return _jpeg_size(data)
+    if head[:4] in (b"II*\0", b"MM\0*"):
+        return _tiff_size(data)
+    return None
+
+
+def _tiff_size(data: np.ndarray) -> tuple[int, int] | None:
+    """ImageWidth and ImageLength from the first image directory of a classic TIFF (SHORT or
+    LONG values; a BigTIFF or a directory past the first megabyte gives None)."""
+    raw = data[:1 << 20].tobytes()
+    order = "little" if raw[:2] == b"II" else "big"
+    position = int.from_bytes(raw[4:8], order)
+    if position + 2 > len(raw):
+        return None
+    found = {}
+    for entry in range(int.from_bytes(raw[position:position + 2], order)):
+        start = position + 2 + 12 * entry
+        if start + 12 > len(raw):
+            return None
+        tag, kind = int.from_bytes(raw[start:start + 2], order), int.from_bytes(raw[start + 2:start + 4], order)
+        if tag in (256, 257) and kind in (3, 4):  # SHORT values sit in the first two bytes of the field
+            found[tag] = int.from_bytes(raw[start + 8:start + (10 if kind == 3 else 12)], order)
+        if len(found) == 2:
+            return found[256], found[257]
     return None
 
 

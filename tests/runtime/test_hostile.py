@@ -16,7 +16,7 @@ pytest.importorskip("onnxruntime")
 
 from adegan.cli import app  # noqa: E402
 from adegan.runtime.bundle import BundleError  # noqa: E402
-from adegan.runtime.images import ImageDecodeError, decode_image, list_image_names  # noqa: E402
+from adegan.runtime.images import ImageDecodeError, decode_image, header_size, list_image_names  # noqa: E402
 from adegan.runtime.model import BundleModel  # noqa: E402
 
 runner = CliRunner()
@@ -76,6 +76,41 @@ def test_the_pixel_limit_is_documented_and_can_be_raised(monkeypatch):
     monkeypatch.setenv("ADEGAN_MAX_IMAGE_PIXELS", str(300_000_000))
     with pytest.raises(ImageDecodeError, match="not a readable image"):  # past our check; the data is short
         decode_image(bomb, "big.png")
+
+
+def tiff_header_bomb(width: int, height: int, order: str = "<") -> bytes:
+    """A tiny TIFF whose first directory declares width x height pixels (LONG values)."""
+    magic = b"II*\0" if order == "<" else b"MM\0*"
+    entries = [struct.pack(order + "HHII", 256, 4, 1, width), struct.pack(order + "HHII", 257, 4, 1, height)]
+    return magic + struct.pack(order + "I", 8) + struct.pack(order + "H", 2) + b"".join(entries) + b"\0" * 4
+
+
+@pytest.mark.parametrize("extension", [".png", ".jpg", ".bmp", ".tif"])
+def test_image_sizes_are_read_from_the_headers_of_every_listed_format(extension):
+    encoded = cv2.imencode(extension, np.zeros((37, 91, 3), np.uint8))[1]
+    assert header_size(encoded) == (91, 37)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_a_tiff_bomb_is_refused_before_decoding(order):
+    with pytest.raises(ImageDecodeError, match="more than the limit"):
+        decode_image(tiff_header_bomb(30000, 30000, order), "bomb.tif")
+
+
+def test_a_folder_that_cannot_be_listed_is_reported_and_the_rest_is_found(tmp_path, monkeypatch, capsys):
+    for part in ("open", "locked"):
+        (tmp_path / part).mkdir()
+        cv2.imwrite(str(tmp_path / part / "x.png"), np.zeros((8, 8), np.uint8))
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # tests run as root, who can list anything: refuse one folder by hand
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert list_image_names(tmp_path) == [str(tmp_path / "open" / "x.png")]
+    assert "locked: cannot list this folder (Permission denied)" in capsys.readouterr().err
 
 
 def test_any_decoder_exception_is_an_image_error(monkeypatch):
