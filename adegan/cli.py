@@ -135,8 +135,9 @@ def train(
     bank_size: int = typer.Option(16384, min=1, help="Most feature rows kept (greedy coreset above).", rich_help_panel=METHOD),
     distance: WholeImageDistance = typer.Option("mean-z", help="Whole images: cosine, l2, or both standardised on "
                                                 "held-out normals and combined (max-z, mean-z).", rich_help_panel=METHOD),
-    patch_features: PatchFeatures = typer.Option("pixels", help="Patches: gradients (brightness differences) "
-                                                 "or pixels (mean removed).", rich_help_panel=METHOD),
+    patch_features: PatchFeatures = typer.Option("pixels", help="Patches: pixels (mean removed), gradients "
+                                                 "(brightness differences) or line (evidence of thin lines: cracks, "
+                                                 "scratches).", rich_help_panel=METHOD),
     epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs (default: 15; with --resume: the run's own, or a "
                                          "new total).", rich_help_panel=GAN),
     batch_size: int = typer.Option(64, min=1, help="Real images per iteration.", rich_help_panel=GAN),

@@ -23,7 +23,9 @@ per defect type). Every method sees the same folds, in the same run:
 recipe can be chosen without looking at the real defects: each fold's training normals are split
 80/20, the detector is built on the 80 %, and the 20 % are scored as they are and with one
 synthetic defect each (a thin dark or bright scratch, a blob of changed brightness, or a patch
-cut from another normal image and pasted elsewhere; 0.2-2 % of the image). --bank-option
+cut from another normal image and pasted elsewhere; 0.2-2 % of the image), or with --defects faint
+a faint thin curved crack or soft spot, darker or brighter by 1-3x the image's own texture
+contrast (real cracks hide in the texture; the mixed defects are far stronger). --bank-option
 KEY=VALUE changes a MemoryBankConfig field of the product for such probes.
 
 One JSON per seed under --results (resumable: a finished seed is skipped).
@@ -129,13 +131,56 @@ def synthetic_defect(image: np.ndarray, donor: np.ndarray, rng: np.random.Genera
     return out.reshape(out.shape[0], out.shape[1], -1).transpose(2, 0, 1)
 
 
-def validation_split(images: np.ndarray, train_index: np.ndarray, seed: int):
-    """(bank images, validation images, labels, kinds) from training normals only."""
+def faint_defect(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One model-size uint8 (C, S, S) image with one *faint* synthetic defect: a thin curved crack
+    (1-2 px, a quadratic curve 10-40 % of the part's long side) or a soft spot (0.05-0.5 % of the
+    part), darker or brighter by 1-3 times the image's own texture contrast (the standard
+    deviation of the image minus its blur), so that it hides in the texture as real flaws do.
+    `donor` is unused (same signature as synthetic_defect)."""
+    import cv2
+
+    out = np.ascontiguousarray(image.transpose(1, 2, 0)).astype(np.float32)
+    gray = out.mean(axis=2)
+    content = np.argwhere(gray > 0)
+    (top, left), (bottom, right) = content.min(0), content.max(0)
+    inside = gray[top:bottom + 1, left:right + 1]
+    texture = float((inside - cv2.GaussianBlur(inside, (0, 0), 2.0)).std())
+    delta = float(rng.choice([-1, 1]) * rng.uniform(1, 3) * max(texture, 2.0))
+    mask = np.zeros(gray.shape, np.float32)
+    scale = 8  # draw at 8x sub-pixel precision, anti-aliased
+    if rng.random() < 0.5:
+        length = rng.uniform(0.1, 0.4) * max(bottom - top, right - left)
+        angle = rng.uniform(0, np.pi)
+        start = np.array([rng.uniform(left, right), rng.uniform(top, bottom)])
+        end = start + length * np.array([np.cos(angle), np.sin(angle)])
+        bend = (start + end) / 2 + rng.normal(0, 0.15 * length, 2)
+        t = np.linspace(0, 1, 64)[:, None]
+        curve = (1 - t) ** 2 * start + 2 * (1 - t) * t * bend + t ** 2 * end
+        cv2.polylines(mask, [np.round(curve * scale).astype(np.int32)], False, 1.0, int(rng.integers(1, 3)),
+                      cv2.LINE_AA, shift=3)
+    else:
+        area = rng.uniform(0.0005, 0.005) * (bottom - top + 1) * (right - left + 1)
+        axes = np.sqrt(area / np.pi) * np.array([1.0, rng.uniform(0.4, 1.0)])
+        centre = (int(rng.uniform(left, right) * scale), int(rng.uniform(top, bottom) * scale))
+        cv2.ellipse(mask, centre, tuple(int(max(1, a) * scale) for a in axes), float(rng.uniform(0, 180)), 0, 360,
+                    1.0, -1, cv2.LINE_AA, shift=3)
+        mask = cv2.GaussianBlur(mask, (0, 0), 1.0)
+    mask *= gray > 0  # never paint the letterbox padding
+    out = np.clip(out + delta * mask[:, :, None], 0, 255).astype(np.uint8)
+    return out.reshape(out.shape[0], out.shape[1], -1).transpose(2, 0, 1)
+
+
+DEFECT_MAKERS = {"mixed": synthetic_defect, "faint": faint_defect}
+
+
+def validation_split(images: np.ndarray, train_index: np.ndarray, seed: int, defects: str = "mixed"):
+    """(bank images, validation images, labels, kinds) from training normals only; `defects`
+    names the synthetic defect maker (DEFECT_MAKERS)."""
     rng = np.random.default_rng(seed + 1000)
     order = rng.permutation(train_index)
     held = order[:max(2, len(order) // 5)]
     bank = order[len(held):]
-    defects = [synthetic_defect(images[i], images[rng.choice(bank)], rng) for i in held]
+    defects = [DEFECT_MAKERS[defects](images[i], images[rng.choice(bank)], rng) for i in held]
     validation = np.concatenate([images[held], np.stack(defects)])
     labels = np.concatenate([np.zeros(len(held), np.int64), np.ones(len(held), np.int64)])
     return images[bank], validation, labels, ["good"] * len(held) + ["synthetic"] * len(held)
@@ -213,7 +258,8 @@ def run_seed(data: dict, args, seed: int) -> dict:
         labels, kinds = data["labels"][test_index], [data["kinds"][i] for i in test_index]
         train_images, test_images = images[train_index], images[test_index]
         if args.validate:
-            train_images, test_images, labels, kinds = validation_split(images, train_index, seed * 100 + fold)
+            train_images, test_images, labels, kinds = validation_split(images, train_index, seed * 100 + fold,
+                                                                        args.defects)
         if labels.min() == labels.max():
             print(f"seed {seed} fold {fold}: only one class in test, skipped", flush=True)
             continue
@@ -235,7 +281,8 @@ def run_seed(data: dict, args, seed: int) -> dict:
                                                          if not k.startswith("_")}}), flush=True)
     summary = {name: {"mean_auc": round(float(np.mean([r["auc"] for r in rows])), 4)}
                for name, rows in per_method.items() if not name.startswith("_")}
-    return {"seed": seed, "validation": bool(args.validate), "bank_options": args.bank_options,
+    return {"seed": seed, "validation": bool(args.validate), "defects": args.defects if args.validate else "real",
+            "bank_options": args.bank_options,
             "image_size": image_size, "channels": channels, "folds": args.folds,
             "grouped": data["groups"] is not None, "dropped_duplicates": data["dropped_duplicates"],
             "summary": summary, "per_fold": per_method}
@@ -254,6 +301,9 @@ def main() -> None:
     parser.add_argument("--cli", action="store_true", help="also run adegan train/export/score per fold")
     parser.add_argument("--validate", action="store_true", help="score synthetic defects on held-out training "
                         "normals instead of the test images (for choosing a recipe)")
+    parser.add_argument("--defects", choices=sorted(DEFECT_MAKERS), default="mixed",
+                        help="with --validate: mixed (scratch, blob, pasted patch) or faint (cracks and spots at "
+                        "1-3x the image's texture contrast)")
     parser.add_argument("--bank-option", action="append", default=[], metavar="KEY=VALUE",
                         help="a MemoryBankConfig field for the product, value as JSON (e.g. patch_size=8)")
     parser.add_argument("--results", type=Path, default=RESULTS_ROOT)

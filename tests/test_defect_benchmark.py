@@ -38,3 +38,20 @@ def test_synthetic_defects_stay_on_the_part_and_change_it():
             assert 16 <= columns.mean() < 48
             changed += 1
     assert changed >= 15  # nearly every draw leaves a visible defect
+
+
+def test_faint_defects_stay_on_the_part_and_hide_in_its_texture():
+    rng = np.random.default_rng(0)
+    image = np.zeros((1, 64, 64), np.uint8)
+    image[:, :, 16:48] = rng.integers(80, 160, (1, 64, 32))
+    texture = float(image[:, :, 16:48].std())
+    changed = 0
+    for seed in range(20):
+        out = defect_benchmark.faint_defect(image, image, np.random.default_rng(seed))
+        assert out.shape == image.shape and out.dtype == np.uint8
+        difference = out.astype(int) - image.astype(int)
+        assert not difference[:, :, :16].any() and not difference[:, :, 48:].any()  # never on the padding
+        if difference.any():
+            changed += 1
+            assert np.abs(difference).max() <= 3 * texture + 1  # faint: at most 3x the texture contrast
+    assert changed >= 15

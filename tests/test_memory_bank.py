@@ -57,7 +57,7 @@ def test_whole_image_layout_finds_the_nearest_normal():
     assert residual.shape == (3, 1, 32, 32) and float(residual.max()) < 1e-3
 
 
-@pytest.mark.parametrize("features", ["gradients", "pixels"])
+@pytest.mark.parametrize("features", ["gradients", "line", "pixels"])
 def test_patch_layout_localises_a_small_defect(features):
     rng = np.random.default_rng(1)
     config = ModelConfig(image_size=128, channels=1)
@@ -153,6 +153,39 @@ def test_cli_train_export_score_on_photos(photo_folders, tmp_path):
     assert metrics["per_kind"]["crack"]["images"] == sum(r["kind"] == "crack" for r in evaluated_rows)
     overlay = read_image(next((tmp_path / "overlays").iterdir()))
     assert overlay.shape[0] > overlay.shape[1]  # the overlay keeps the photo's tall shape
+
+
+def test_line_features_train_export_and_score_through_the_cli(photo_folders, tmp_path):
+    import csv
+
+    from adegan.training.metrics import roc_auc
+
+    run, bundle, results = tmp_path / "run", tmp_path / "bundle", tmp_path / "scores.csv"
+    trained = runner.invoke(app, ["train", str(photo_folders / "train"), "--out", str(run), "--patch-features", "line",
+                                  "--bank-size", "3000", "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    assert '"patch_features": "line"' in (run / "config.json").read_text()
+    exported = runner.invoke(app, ["export", str(run), "--out", str(bundle)])  # export checks ORT against torch
+    assert exported.exit_code == 0, exported.output
+    scored = runner.invoke(app, ["score", str(photo_folders / "test"), "--model", str(bundle), "--out", str(results),
+                                 "--no-progress"])
+    assert scored.exit_code == 0, scored.output
+    rows = list(csv.DictReader(open(results)))
+    labels = np.array(["crack" in r["path"] for r in rows])
+    assert roc_auc(labels, np.array([float(r["score"]) for r in rows])) > 0.95
+
+
+def test_line_evidence_is_high_on_a_thin_line_and_low_on_flat_texture():
+    config = ModelConfig(image_size=128, channels=1)
+    detector = MemoryBankDetector(config, MemoryBankConfig(patch_features="line"), torch.zeros(1, 16 * 16))
+    rng = np.random.default_rng(0)
+    surface = texture(rng, 128, 128).astype(np.float32)
+    lined = surface.copy()
+    lined[64, 20:100] -= 25  # a faint horizontal crack, about one texture standard deviation deep
+    evidence = detector.line_evidence(torch.from_numpy(np.stack([surface, lined])[:, None]) / 255)
+    on_line = float(evidence[1, 0, 64, 30:90].mean())
+    assert on_line > 2 * float(evidence[0, 0, 64, 30:90].mean())  # the same row without the crack
+    assert on_line > float(np.percentile(evidence[0].numpy(), 95))  # above nearly all of the texture
 
 
 def test_runtime_model_reads_a_memory_bank_bundle(photo_folders, tmp_path):

@@ -7,6 +7,7 @@ Inputs are validated against the manifest first, with a message that says what w
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,11 @@ class OnnxRuntimeBackend:
             raise UsageError(f"{model}: not in the bundle; export with --fp16 or use --precision fp32")
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # One intra-op thread per CPU this process may run on (taskset, cgroups, a container's
+        # cpuset); ORT's own default pins one thread per physical core of the machine, which
+        # oversubscribes a process that was given fewer cores.
+        options.intra_op_num_threads = usable_cpus()
+        options.inter_op_num_threads = 1
         requested = providers or choose_providers(ort.get_available_providers(), Path(bundle), precision == "fp16")
         self.session = ort.InferenceSession(str(model), options, providers=requested)
         self.provider = self.session.get_providers()[0]
@@ -53,6 +59,14 @@ class OnnxRuntimeBackend:
 
     def close(self) -> None:
         self.session = None  # ORT frees the session (and its threads) when the last reference goes
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
 
 
 def check_graph_io(model: Path, session, manifest: dict) -> None:

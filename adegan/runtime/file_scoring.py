@@ -1,8 +1,11 @@
 """`adegan score`: batch-score image files into CSV or JSONL, resumably.
 
 Decoding runs in a thread pool, one batch ahead of inference, so memory stays bounded by two
-batches whatever the number of images. Each batch's rows are appended and flushed before the
-next batch, so an interrupted run loses nothing and `--resume` skips what is already written.
+batches whatever the number of images. Each batch's rows are appended and flushed to the
+operating system before the next batch, so a killed or interrupted run loses nothing and
+`--resume` skips what is already written; they are forced to the disk (fsync) at most once per
+second and at the end, so a slow disk does not set the pace (a power cut can cost the last
+second of rows, which `--resume` then scores again).
 A file that cannot be read gets an error row, never a crash.
 """
 
@@ -48,8 +51,11 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     return unique
 
 
+SYNC_SECONDS = 1.0  # the longest stretch of rows that are flushed but not yet forced to the disk
+
+
 class ResultWriter:
-    """Rows to .csv or .jsonl, appended and flushed per batch.
+    """Rows to .csv or .jsonl, appended and flushed per batch, fsynced at most every SYNC_SECONDS.
 
     Beside the output, `OUT.adegan.json` records which bundle (and threshold) wrote the rows, so
     `--resume` can refuse to mix rows of two models. File names that are not valid UTF-8 are
@@ -72,6 +78,7 @@ class ResultWriter:
             self._drop_partial_last_line()
         self.done = self._read_done() if existing else set()
         self.rows_written = 0
+        self.synced = time.monotonic()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if identity is not None and not existing:
@@ -137,11 +144,15 @@ class ResultWriter:
             else:
                 self.csv.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
         self.file.flush()
-        os.fsync(self.file.fileno())
+        if time.monotonic() - self.synced >= SYNC_SECONDS:
+            os.fsync(self.file.fileno())
+            self.synced = time.monotonic()
         self.rows_written += len(rows)
 
     def close(self) -> None:
         try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
             self.file.close()
         except OSError:  # the buffer could not be flushed (disk full): the error was reported already
             pass

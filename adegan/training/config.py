@@ -16,7 +16,7 @@ PATTERN_INPUTS = ("softmax", "hard")
 METHODS = ("memory-bank", "adegan", "autoencoder")
 BENCHMARKS = ("mnist", "fashion-mnist", "cifar10")  # sources read by name, for leave-one-class-out
 WHOLE_IMAGE_DISTANCES = ("cosine", "l2", "max-z", "mean-z")
-PATCH_FEATURES = ("gradients", "pixels")  # what a patch holds: brightness changes, or mean-removed pixels
+PATCH_FEATURES = ("gradients", "line", "pixels")  # what a patch holds: brightness changes, line evidence, mean-removed pixels
 PRESETS = {"default": {}, "tiny": {"width": 8}}  # model sizes: tiny is for tests and demos
 WHOLE_IMAGE_MAX_SIZE = 64  # up to this size a memory bank compares whole images, above it patches
 
@@ -83,8 +83,10 @@ class MemoryBankConfig:
     enough to explain a patch). Banks above `bank_size` rows are reduced by greedy coreset.
     `patch_features` pixels stores the mean-removed patch; gradients stores each patch's
     horizontal and vertical brightness differences (blind to a patch's overall brightness; a thin
-    crack is a pair of strong edges). Gradients won on synthetic defects but not on real cracks,
-    and double the bank, so pixels stay the default (docs/method.md).
+    crack is a pair of strong edges); line stores patches of a line-evidence map (averages along
+    8 orientations, minus their mean: high on thin cracks and scratches, low on isotropic texture).
+    Gradients won on synthetic defects but not on real cracks; line lost on synthetic defects and
+    won on real cracks; pixels stay the default (docs/method.md).
     """
 
     patch_size: int | None = None
@@ -92,7 +94,7 @@ class MemoryBankConfig:
     neighbours: int | None = None
     bank_size: int = 16384
     distance: str = "mean-z"  # whole images: cosine, l2, max-z / mean-z (larger / mean of both, standardised)
-    patch_features: str = "pixels"  # patches: mean-removed pixels, or horizontal and vertical differences
+    patch_features: str = "pixels"  # patches: mean-removed pixels, brightness differences, or line evidence
 
     def __post_init__(self):
         if self.distance not in WHOLE_IMAGE_DISTANCES:

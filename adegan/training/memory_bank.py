@@ -11,11 +11,12 @@ Two feature layouts, chosen from the image size (`MemoryBankConfig.patch_geometr
                images, 1 - cosine similarity (shape) and Euclidean (brightness and amount count
                too), each standardised on held-out normals and averaged (`distance` mean-z; or
                cosine, l2, max-z). Small images of whole objects are compared as wholes.
-  patches      (image size >= 128): p x p patches at stride p/2 of the blurred image's horizontal
-               and vertical differences (`patch_features` gradients; or of the blurred image with
-               each patch's mean removed: pixels); a patch's distance is the Euclidean distance to
-               its k nearest bank patches, and an image's is the largest over its patches, so a
-               crack covering 1 % of a photo still decides the score.
+  patches      (image size >= 128): p x p patches at stride p/2 of the blurred image with each
+               patch's mean removed (`patch_features` pixels), of its horizontal and vertical
+               differences (gradients), or of a line-evidence map (line: how much each pixel lies
+               on a thin line, from averages along 8 orientations); a patch's distance is the
+               Euclidean distance to its k nearest bank patches, and an image's is the largest
+               over its patches, so a crack covering 1 % of a photo still decides the score.
 
 The detector has the same three outputs as the ADe-GAN `Detector`, so evaluation, export and
 the runtime treat both alike:
@@ -47,6 +48,27 @@ from adegan.training.config import MemoryBankConfig, ModelConfig
 FEATURE_BATCH = 64
 
 
+LINE_ORIENTATIONS = 8
+
+
+def line_kernels(length: int, orientations: int = LINE_ORIENTATIONS) -> torch.Tensor:
+    """(orientations, 1, L, L) unit-sum kernels, each a 1 px wide segment of length L through the
+    centre (round ends), anti-aliased by 8 x 8 sub-pixel samples: averaging along a line."""
+    samples = 8
+    offsets = (torch.arange(length * samples, dtype=torch.float64) + 0.5) / samples - length / 2
+    y, x = torch.meshgrid(offsets, offsets, indexing="ij")
+    half = (length - 1) / 2
+    kernels = []
+    for index in range(orientations):
+        angle = math.pi * index / orientations
+        along = (x * math.cos(angle) + y * math.sin(angle)).clamp(-half, half)  # nearest point of the segment
+        across_x, across_y = x - along * math.cos(angle), y - along * math.sin(angle)
+        inside = ((across_x ** 2 + across_y ** 2) <= 0.25).double()
+        kernel = inside.reshape(length, samples, length, samples).mean(dim=(1, 3))
+        kernels.append(kernel / kernel.sum())
+    return torch.stack(kernels).float().unsqueeze(1)
+
+
 def gaussian_kernel(sigma: float) -> torch.Tensor:
     """A normalised 1-D Gaussian of radius ceil(2 sigma) (at least 1)."""
     radius = max(1, math.ceil(2 * sigma))
@@ -72,12 +94,15 @@ class MemoryBankDetector(nn.Module):
         self.register_buffer("blur_horizontal", kernel.reshape(1, 1, 1, -1).repeat(channels, 1, 1, 1))
         self.register_buffer("blur_vertical", kernel.reshape(1, 1, -1, 1).repeat(channels, 1, 1, 1))
         self.gradients = not self.whole_image and config.patch_features == "gradients"
-        maps = channels * (2 if self.gradients else 1)  # gradients: a horizontal and a vertical map per channel
+        self.lines = not self.whole_image and config.patch_features == "line"
+        maps = 1 if self.lines else channels * (2 if self.gradients else 1)  # gradients: 2 maps per channel
         if self.gradients:  # forward differences as one conv: [x, x+1] -> x+1 - x, and the same downwards
             difference = torch.zeros(2 * channels, 1, 2, 2)
             difference[0::2, 0, 0, 0], difference[0::2, 0, 0, 1] = -1.0, 1.0
             difference[1::2, 0, 0, 0], difference[1::2, 0, 1, 0] = -1.0, 1.0
             self.register_buffer("difference_kernel", difference)
+        if self.lines:  # oriented means along a segment one pixel shorter than a patch
+            self.register_buffer("line_kernel", line_kernels(self.patch_size - 1).repeat(channels, 1, 1, 1))
         if not self.whole_image:  # one-hot kernels: a strided conv that copies each patch into channels
             p = self.patch_size
             extract = torch.eye(maps * p * p).reshape(maps * p * p, maps, p, p)
@@ -115,8 +140,26 @@ class MemoryBankDetector(nn.Module):
         return F.conv2d(blurred, self.blur_vertical, groups=channels)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """[0, 1] images -> whole: (N, D) blurred images; patches: (N, L, D) mean-removed patches."""
-        return self.features_of_blurred(self.blur(images))
+        """[0, 1] images -> whole: (N, D) blurred images; patches: (N, L, D) patch features."""
+        return self.line_features(images) if self.lines else self.features_of_blurred(self.blur(images))
+
+    def line_evidence(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W): how much a pixel lies on a thin line or edge. The image is averaged along
+        a segment in each of 8 orientations; the mean over the orientations (an isotropic local
+        mean) is subtracted, and a pixel's evidence is the largest absolute response over
+        orientations and channels. Uncorrelated texture averages out (by about sqrt(L)), a crack
+        or scratch along one orientation keeps its full contrast."""
+        channels, radius = self.model_config.channels, self.line_kernel.shape[-1] // 2
+        padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
+        means = F.conv2d(padded, self.line_kernel, groups=channels)  # (N, C x 8, H, W)
+        means = means.reshape(images.shape[0], channels, LINE_ORIENTATIONS, *images.shape[-2:])
+        responses = (means - means.mean(dim=2, keepdim=True)).abs()
+        return responses.flatten(1, 2).max(dim=1, keepdim=True).values
+
+    def line_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, L, p x p) patches of the line-evidence map, not mean-removed: the amount counts."""
+        patches = F.conv2d(self.line_evidence(images), self.patch_kernel, stride=self.stride)
+        return patches.flatten(2).transpose(1, 2)
 
     def features_of_blurred(self, blurred: torch.Tensor) -> torch.Tensor:
         if self.whole_image:
@@ -139,7 +182,7 @@ class MemoryBankDetector(nn.Module):
         image for whole images and the blurred input for patches (there is no single neighbour)."""
         k = min(self.config.k(self.model_config.image_size), self.bank_size)
         blurred = self.blur(images)  # once: the features, the residual and the reference all use it
-        features = self.features_of_blurred(blurred)
+        features = self.line_features(images) if self.lines else self.features_of_blurred(blurred)
         if self.whole_image:
             distance, index, scale = self.whole_image_distance(features, k)
             nearest = (self.bank_rows(index) * scale).reshape(images.shape)

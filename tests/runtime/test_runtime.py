@@ -219,3 +219,26 @@ def test_native_tensorrt_backend_matches_onnxruntime(tmp_path):
     native = BundleModel(bundle, backend="tensorrt").score_uint8(images).score
     reference = BundleModel(bundle, backend="onnxruntime").score_uint8(images).score
     assert np.abs(native - reference).max() < 1e-2
+
+
+def test_rows_are_flushed_every_batch_and_forced_to_disk_at_most_once_a_second(tmp_path, monkeypatch):
+    import os
+
+    from adegan.runtime import file_scoring
+
+    synced, clock = [], [100.0]
+    monkeypatch.setattr(file_scoring.os, "fsync", lambda fd: synced.append(fd))
+    monkeypatch.setattr(file_scoring.time, "monotonic", lambda: clock[0])
+    out = tmp_path / "results.csv"
+    writer = file_scoring.ResultWriter(out, resume=False)
+    row = {"path": "a.png", "score": 0.1, "verdict": "normal"}
+    for _ in range(5):  # five batches within one second: readable at once, not one fsync each
+        writer.write([row])
+    assert len(rows_of(out)) == 5 and synced == []
+    clock[0] += file_scoring.SYNC_SECONDS
+    writer.write([row])
+    assert len(synced) == 1  # a second later the rows are forced to the disk
+    writer.write([row])
+    writer.close()
+    assert len(synced) == 2 and len(rows_of(out)) == 7  # and once more at the end
+    assert os.path.getsize(out) > 0

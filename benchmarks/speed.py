@@ -1,0 +1,242 @@
+"""Speed from one run: scoring beside the inference engine's own rate, and training per image size.
+
+Scoring, with the default detector (a memory bank) at 32, 128 and 256 px, each on the same image
+files and the same bundle, side by side:
+  score        `adegan score` in its own process: list -> decode -> preprocess -> infer -> CSV
+  bare_ort     the bundle's model.onnx on preloaded float arrays, the same slices per call
+  torch_eager  the same detector in torch: decode + preprocess + forward + score, same slices
+at batch 1 and at score's default batch (32; a memory bank splits it to its bundle's
+max_inference_batch, and the other two use the same slices). Ratios: score / bare_ort and
+score / torch_eager.
+
+Watch: `adegan watch --video` at batch 1 on a 640 x 480 video, pinned to one core (taskset -c 0)
+when taskset exists, ms per frame p50 / p99 from watch's own summary.
+
+Training: images per second per image size (32, 64, 128, 256) for the default memory-bank build
+and for one ADe-GAN train step (`--method adegan`), with GFLOP per image (torch's FLOP counter:
+the memory bank's forward pass per image; the GAN's forward + backward per real image).
+
+32 px images are the bundled Fashion-MNIST sample; 128 / 256 px images are generated textured
+surfaces of 52 x 128 and 104 x 256 px (the aspect of KolektorSDD photos), so nothing outside
+the repository is needed.
+
+    python benchmarks/speed.py                      # writes benchmarks/results/speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from benchmark_results import save_results
+
+SCORE_BATCH = 32  # adegan score's default --batch-size
+
+
+def texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    noise = rng.normal(128, 18, (max(1, height // 4), max(1, width // 4))).astype(np.float32)
+    return np.clip(cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+
+
+def write_images(folder: Path, size: int, count: int, seed: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if size == 32:
+        sources = sorted(Path("samples/fashion-mnist/test").rglob("*.png"))
+        data = [p.read_bytes() for p in sources]
+        for i in range(count):
+            (folder / f"img_{i:06d}.png").write_bytes(data[i % len(data)])
+        return
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        cv2.imwrite(str(folder / f"img_{i:06d}.png"), texture(rng, size, int(size * 104 / 256)))
+
+
+def make_bundle(work: Path, size: int) -> tuple[Path, Path]:
+    from adegan.export.exporter import ExportOptions, export_run
+    from adegan.training.config import ModelConfig, TrainConfig
+    from adegan.training.trainer import train
+
+    source = Path("samples/fashion-mnist/train") if size == 32 else work / f"good{size}"
+    if size != 32:
+        write_images(source / "good", size, 120, seed=1)
+    run = work / f"run{size}"
+    train(ModelConfig(image_size=size, channels=1), TrainConfig(source=str(source)), run, progress=False,
+          log=lambda m: None)
+    export_run(run, ExportOptions(out=work / f"bundle{size}"), log=lambda m: None)
+    return run, work / f"bundle{size}"
+
+
+def score_command(bundle: Path, folder: Path, out: Path, batch: int) -> dict:
+    result = subprocess.run([sys.executable, "-m", "adegan", "score", str(folder), "--model", str(bundle),
+                             "--out", str(out), "--batch-size", str(batch), "--json", "--no-progress"],
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def slices(count: int, batch: int, max_inference_batch: int | None):
+    step = min(batch, max_inference_batch or batch)
+    for start in range(0, count, batch):
+        end = min(start + batch, count)
+        for inner in range(start, end, step):
+            yield inner, min(inner + step, end)
+
+
+def bare_onnxruntime(bundle: Path, images: np.ndarray, batch: int, max_inference_batch: int | None) -> float:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(bundle / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    session.run(None, {"images": images[:min(batch, max_inference_batch or batch)]})
+    start = time.perf_counter()
+    for begin, end in slices(len(images), batch, max_inference_batch):
+        session.run(None, {"images": images[begin:end]})
+    return len(images) / (time.perf_counter() - start)
+
+
+def torch_eager(run: Path, paths: list[Path], size: int, batch: int, max_inference_batch: int | None) -> float:
+    import torch
+
+    from adegan.runtime.images import read_image, to_model_uint8
+    from adegan.runtime.score import abnormality_score
+    from adegan.training.inference import load_detector
+
+    detector, _, _, calibration, _ = load_detector(run, "cpu")
+    start = time.perf_counter()
+    for begin in range(0, len(paths), batch):
+        uint8 = np.stack([to_model_uint8(read_image(p), size, 1) for p in paths[begin:begin + batch]])
+        with torch.no_grad():
+            for inner, end in slices(len(uint8), len(uint8), max_inference_batch):
+                distance, probs, _ = detector(torch.from_numpy(uint8[inner:end]).float() / 255.0)
+                abnormality_score(distance.numpy(), probs.numpy(), calibration.mu_e, calibration.sigma_e,
+                                  calibration.score_mode)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def scoring_rows(work: Path, size: int, count: int) -> dict:
+    from adegan.runtime.images import read_image, to_float, to_model_uint8
+
+    run, bundle = make_bundle(work, size)
+    manifest = json.loads((bundle / "adegan.json").read_text())
+    max_inference_batch = manifest.get("max_inference_batch")
+    folder = work / f"files{size}"
+    write_images(folder, size, count, seed=2)
+    paths = sorted(folder.glob("*.png"))
+    preloaded = to_float(np.stack([to_model_uint8(read_image(p), size, 1) for p in paths]))
+    rows = {"image_size": size, "images": count, "max_inference_batch": max_inference_batch,
+            "bundle_mb": round(sum(f.stat().st_size for f in bundle.iterdir() if f.is_file()) / 1e6, 1)}
+    for batch in (1, SCORE_BATCH):
+        summary = score_command(bundle, folder, work / f"scores{size}_{batch}.csv", batch)
+        ort_rate = bare_onnxruntime(bundle, preloaded, batch, max_inference_batch)
+        eager_rate = torch_eager(run, paths, size, batch, max_inference_batch)
+        rows[f"batch_{batch}"] = {
+            "score_images_per_second": summary["images_per_second"],
+            "score_ms_per_image": round(1000 / summary["images_per_second"], 3),
+            "bare_ort_images_per_second": round(ort_rate, 1),
+            "torch_eager_images_per_second": round(eager_rate, 1),
+            "score_over_bare_ort": round(summary["images_per_second"] / ort_rate, 3),
+            "score_over_torch_eager": round(summary["images_per_second"] / eager_rate, 3),
+        }
+        print(json.dumps({"size": size, "batch": batch, **rows[f"batch_{batch}"]}), flush=True)
+    return rows
+
+
+def watch_row(work: Path, bundle: Path, frames: int) -> dict:
+    video = work / "line.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
+    writer.release()
+    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    result = subprocess.run([*pin, sys.executable, "-m", "adegan", "watch", "--model", str(bundle), "--video",
+                             str(video), "--json"], capture_output=True, text=True, check=True)
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    return {"pinned_to_one_core": bool(pin), "frames": summary["frames"],
+            **{k: summary[k] for k in summary if k.startswith("latency_ms")}}
+
+
+def flops_per_image(function, images: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        function()
+    return counter.get_total_flops() / images / 1e9
+
+
+def training_rows(sizes: list[int]) -> list[dict]:
+    import torch
+
+    from adegan.training.config import MemoryBankConfig, ModelConfig, TrainConfig
+    from adegan.training.data import DataSplit
+    from adegan.training.memory_bank import build_detector
+    from adegan.training.trainer import Trainer
+
+    rows, rng = [], np.random.default_rng(0)
+    for size in sizes:
+        model_config = ModelConfig(image_size=size, channels=1)
+        count = 2000 if size <= 64 else 200
+        images = np.stack([texture(rng, size, size)[None] for _ in range(count)])
+        held_out = images[:100]
+        start = time.perf_counter()
+        detector, facts = build_detector(model_config, MemoryBankConfig(), images, "cpu", 0, held_out)
+        bank_rate = count / (time.perf_counter() - start)
+        sample = torch.from_numpy(images[:8]).float() / 255.0
+        with torch.no_grad():
+            bank_gflop = flops_per_image(lambda: detector(sample), 8)
+        batch = 64 if size <= 64 else 8
+        trainer = Trainer(model_config, TrainConfig(batch_size=batch, method="adegan"),
+                          DataSplit(train=images[:batch * 4], calibration=images[:16], channels=1), Path("/tmp"),
+                          log=lambda m: None, progress=False)
+        order = trainer.epoch_order(0)
+        trainer.train_step(trainer.real_batch(order, 0))  # warm-up
+        steps = 10 if size <= 64 else 3
+        start = time.perf_counter()
+        for step in range(steps):
+            trainer.train_step(trainer.real_batch(order, step % 4))
+        gan_rate = steps * batch / (time.perf_counter() - start)
+        gan_gflop = flops_per_image(lambda: trainer.train_step(trainer.real_batch(order, 0)), batch)
+        rows.append({"image_size": size, "memory_bank_images_per_second": round(bank_rate, 1),
+                     "memory_bank_rows": facts.rows_kept, "memory_bank_gflop_per_image": round(bank_gflop, 3),
+                     "adegan_images_per_second": round(gan_rate, 1), "adegan_batch": batch,
+                     "adegan_gflop_per_image": round(gan_gflop, 2)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--score-sizes", type=int, nargs="+", default=[32, 128, 256])
+    parser.add_argument("--images", type=int, nargs="+", default=[4000, 400, 160],
+                        help="files scored per size (same order as --score-sizes)")
+    parser.add_argument("--train-sizes", type=int, nargs="+", default=[32, 64, 128, 256])
+    parser.add_argument("--watch-frames", type=int, default=600)
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/speed.json"))
+    args = parser.parse_args()
+    import torch
+
+    work = Path(tempfile.mkdtemp())
+    try:
+        scoring = [scoring_rows(work, size, count) for size, count in zip(args.score_sizes, args.images)]
+        watch = watch_row(work, work / f"bundle{args.score_sizes[0]}", args.watch_frames)
+        print(json.dumps({"watch": watch}), flush=True)
+        training = training_rows(args.train_sizes)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    save_results(args.results, args, {"scoring": scoring, "watch": watch, "training": training},
+                 f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
+
+
+if __name__ == "__main__":
+    main()
