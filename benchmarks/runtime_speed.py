@@ -102,13 +102,19 @@ def torch_pipeline(run_dir: Path, folder: Path, count: int, batch: int = 32) -> 
     return len(paths) / (time.perf_counter() - start)
 
 
-def watch_latency(bundle: Path, work: Path, frames: int = 300) -> dict:
+def write_noise_video(work: Path, frames: int) -> Path:
+    """A 640 x 480 MJPG video of random frames (a camera's worth of pixels to decode)."""
     video = work / "line.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
     rng = np.random.default_rng(0)
     for _ in range(frames):
         writer.write(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
     writer.release()
+    return video
+
+
+def watch_latency(bundle: Path, work: Path, frames: int = 300) -> dict:
+    video = write_noise_video(work, frames)
     result = subprocess.run([sys.executable, "-m", "adegan", "watch", "--model", str(bundle), "--video", str(video),
                              "--json"], capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -151,12 +151,9 @@ def scoring_rows(work: Path, size: int, count: int) -> dict:
 
 
 def watch_row(work: Path, bundle: Path, frames: int) -> dict:
-    video = work / "line.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
-    rng = np.random.default_rng(0)
-    for _ in range(frames):
-        writer.write(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
-    writer.release()
+    from runtime_speed import write_noise_video
+
+    video = write_noise_video(work, frames)
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
     result = subprocess.run([*pin, sys.executable, "-m", "adegan", "watch", "--model", str(bundle), "--video",
                              str(video), "--json"], capture_output=True, text=True, check=True)
