@@ -42,7 +42,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 from benchmark_results import save_results  # noqa: E402
 from defect_benchmark import DEFECT_MAKERS, load_npz, make_folds, model_images  # noqa: E402
-from patch_feature_probe import blur, coreset_bank, distance_maps  # noqa: E402
+from patch_feature_probe import blur, coreset_bank, distance_maps, fold_split  # noqa: E402
 
 ORIENTATIONS = 8
 VIEWS = ("pixels", "line", "oriented")
@@ -98,20 +98,8 @@ def view_scores(view: str, bank_images, held_images, query_images, seed: int) ->
 def run_fold(data, images, train_index, test_index, seed, protocol: str) -> dict:
     from adegan.training.metrics import roc_auc
 
-    rng = np.random.default_rng(seed + 1000)
-    order = rng.permutation(train_index)
-    if protocol != "test":  # bank 72 %, held-out normals 8 %, validation 20 % (+ one synthetic defect each)
-        make_defect = DEFECT_MAKERS["faint" if protocol == "validation-faint" else "mixed"]
-        val = order[:max(2, len(order) // 5)]
-        rest = order[len(val):]
-        defects = [make_defect(images[i], images[rng.choice(rest)], rng) for i in val]
-        query = np.concatenate([images[val], np.stack(defects)])
-        labels = np.r_[np.zeros(len(val)), np.ones(len(val))]
-    else:
-        rest = order
-        query, labels = images[test_index], data["labels"][test_index]
-    held = rest[:max(4, len(rest) // 10)]
-    bank = rest[len(held):]
+    make_defect = None if protocol == "test" else DEFECT_MAKERS["faint" if protocol == "validation-faint" else "mixed"]
+    bank, held, query, labels = fold_split(data, images, train_index, test_index, seed, make_defect)
     z = {}
     for view in VIEWS:
         query_scores, held_scores = view_scores(view, images[bank], images[held], query, seed)

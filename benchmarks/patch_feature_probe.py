@@ -111,22 +111,30 @@ def variant_scores(variant: dict, bank_images: np.ndarray, held_images: np.ndarr
     return np.mean(per_size, axis=0)
 
 
-def run_fold(data, images, train_index, test_index, names, seed, validate) -> dict:
-    from adegan.training.metrics import roc_auc
-
+def fold_split(data, images, train_index, test_index, seed, make_defect=None):
+    """(bank index, held-out normal index, query images, labels) of one fold. With `make_defect`
+    (validation): bank 72 %, held-out normals 8 %, and 20 % of the training normals scored as
+    they are and with one synthetic defect each; without it (test): the fold's own images."""
     rng = np.random.default_rng(seed + 1000)
     order = rng.permutation(train_index)
-    if validate:  # bank 72 %, held-out normals 8 %, validation 20 % (+ one synthetic defect each)
+    if make_defect is not None:
         val = order[:max(2, len(order) // 5)]
         rest = order[len(val):]
-        defects = np.stack([synthetic_defect(images[i], images[rng.choice(rest)], rng) for i in val])
+        defects = np.stack([make_defect(images[i], images[rng.choice(rest)], rng) for i in val])
         query = np.concatenate([images[val], defects])
         labels = np.r_[np.zeros(len(val)), np.ones(len(val))]
     else:
         rest = order
         query, labels = images[test_index], data["labels"][test_index]
     held = rest[:max(4, len(rest) // 10)]
-    bank = rest[len(held):]
+    return rest[len(held):], held, query, labels
+
+
+def run_fold(data, images, train_index, test_index, names, seed, validate) -> dict:
+    from adegan.training.metrics import roc_auc
+
+    bank, held, query, labels = fold_split(data, images, train_index, test_index, seed,
+                                           synthetic_defect if validate else None)
     cache = {}
     return {name: float(roc_auc(labels, variant_scores(VARIANTS[name], images[bank], images[held], query, seed, cache)))
             for name in names}

@@ -139,9 +139,12 @@ class MemoryBankDetector(nn.Module):
         blurred = F.conv2d(padded, self.blur_horizontal, groups=channels)
         return F.conv2d(blurred, self.blur_vertical, groups=channels)
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """[0, 1] images -> whole: (N, D) blurred images; patches: (N, L, D) patch features."""
-        return self.line_features(images) if self.lines else self.features_of_blurred(self.blur(images))
+    def features(self, images: torch.Tensor, blurred: torch.Tensor | None = None) -> torch.Tensor:
+        """[0, 1] images -> whole: (N, D) blurred images; patches: (N, L, D) patch features.
+        `blurred` is self.blur(images) where the caller has it already."""
+        if self.lines:  # line evidence averages along segments itself: no blur first
+            return self.line_features(images)
+        return self.features_of_blurred(self.blur(images) if blurred is None else blurred)
 
     def line_evidence(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 1, H, W): how much a pixel lies on a thin line or edge. The image is averaged along
@@ -182,7 +185,7 @@ class MemoryBankDetector(nn.Module):
         image for whole images and the blurred input for patches (there is no single neighbour)."""
         k = min(self.config.k(self.model_config.image_size), self.bank_size)
         blurred = self.blur(images)  # once: the features, the residual and the reference all use it
-        features = self.line_features(images) if self.lines else self.features_of_blurred(blurred)
+        features = self.features(images, blurred)
         if self.whole_image:
             distance, index, scale = self.whole_image_distance(features, k)
             nearest = (self.bank_rows(index) * scale).reshape(images.shape)
