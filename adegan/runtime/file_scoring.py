@@ -184,6 +184,17 @@ def _load(model: BundleModel, path: Path):
         return None, None, str(exc)
 
 
+def _load_all(model: BundleModel, paths: list[str]) -> list:
+    return [_load(model, path) for path in paths]
+
+
+def _submit_batch(pool: ThreadPoolExecutor, model: BundleModel, batch: list[str], workers: int) -> list:
+    """Decode one batch as `workers` tasks of consecutive files: one task per file costs more in
+    Python bookkeeping than decoding a small image does."""
+    step = -(-len(batch) // workers)
+    return [pool.submit(_load_all, model, batch[start:start + step]) for start in range(0, len(batch), step)]
+
+
 def score_files(model: BundleModel, paths: list[str], out: Path, batch_size: int = 32, resume: bool = False,
                 overlays: Path | None = None, workers: int = 4, progress: bool = True, log=default_log) -> Summary:
     """Score `paths` with `model`, writing one row per image to `out`."""
@@ -200,10 +211,10 @@ def score_files(model: BundleModel, paths: list[str], out: Path, batch_size: int
     start = time.perf_counter()
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool, progress_bar(len(todo), "scoring", progress) as bar:
-            pending = [pool.submit(_load, model, p) for p in batches[0]] if batches else []
+            pending = _submit_batch(pool, model, batches[0], workers) if batches else []
             for index, batch in enumerate(batches):
-                loaded = [future.result() for future in pending]
-                pending = [pool.submit(_load, model, p) for p in batches[index + 1]] if index + 1 < len(batches) else []
+                loaded = [item for future in pending for item in future.result()]
+                pending = _submit_batch(pool, model, batches[index + 1], workers) if index + 1 < len(batches) else []
                 rows = _score_batch(model, batch, loaded, overlays, summary)
                 writer.write(rows)
                 bar.advance(len(batch), f"{summary.anomalies} anomalies, {summary.errors} errors")

@@ -156,7 +156,8 @@ def decode_image(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file to 8-bit BGR (H, W, 3); works with non-ASCII paths too."""
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)
+        with open(path, "rb") as file:  # a read and a view: quicker than np.fromfile on small files
+            data = np.frombuffer(file.read(), dtype=np.uint8)
     except OSError as exc:
         raise ImageDecodeError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
     return decode_image(data, name=str(path))
