@@ -19,7 +19,7 @@ import typer
 
 from adegan.errors import AdeganError, UsageError
 from adegan.runtime.contract import BACKENDS, PRECISIONS, SCORE_MODES
-from adegan.training.config import (BENCHMARKS, METHODS, PATCH_FEATURES, PATTERN_INPUTS, PRESETS,
+from adegan.training.config import (BENCHMARKS, IMAGE_FEATURES, METHODS, PATCH_FEATURES, PATTERN_INPUTS, PRESETS,
                                     WHOLE_IMAGE_DISTANCES)
 
 INTERRUPTED = 130
@@ -41,6 +41,7 @@ ScoreMode = _choices("ScoreMode", SCORE_MODES)
 Method = _choices("Method", METHODS)
 WholeImageDistance = _choices("WholeImageDistance", WHOLE_IMAGE_DISTANCES)
 PatchFeatures = _choices("PatchFeatures", PATCH_FEATURES)
+ImageFeatures = _choices("ImageFeatures", IMAGE_FEATURES)
 PatternInput = _choices("PatternInput", PATTERN_INPUTS)
 Preset = _choices("Preset", tuple(PRESETS))
 Backend = _choices("Backend", BACKENDS)
@@ -138,6 +139,9 @@ def train(
     patch_features: PatchFeatures = typer.Option("pixels", help="Patches: pixels (mean removed), gradients "
                                                  "(brightness differences) or line (evidence of thin lines: cracks, "
                                                  "scratches).", rich_help_panel=METHOD),
+    image_features: ImageFeatures = typer.Option("pixels", help="Whole images: pixels (blurred), learned (features "
+                                                 "of a small CNN trained on the normals to name rotations) or "
+                                                 "pixels+learned (both, standardised).", rich_help_panel=METHOD),
     epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs (default: 15; with --resume: the run's own, or a "
                                          "new total).", rich_help_panel=GAN),
     batch_size: int = typer.Option(64, min=1, help="Real images per iteration.", rich_help_panel=GAN),
@@ -183,7 +187,8 @@ def train(
             noise_loss_weight=noise_loss_weight,
             method=method.value, max_train_images=max_train_images, device=device,
         )
-        bank_config = MemoryBankConfig(patch_size, blur, neighbours, bank_size, distance.value, patch_features.value)
+        bank_config = MemoryBankConfig(patch_size, blur, neighbours, bank_size, distance.value, patch_features.value,
+                                       image_features.value)
         model_config = None
         if not resume:
             overrides = {"image_size": image_size or source_image_size(source), "n_patterns": patterns,

@@ -133,6 +133,9 @@ def validate_class(images, labels, anomaly_class: int, seed: int, epochs: int) -
     scores["mean-z pixels+learned"] = (z(cosine, reference_cosine) + z(l2, reference_l2)
                                        + z(learned, reference_learned)) / 3
     scores["mean-z learned+rotation"] = (z(learned, reference_learned) + z(query_rotation, reference_rotation)) / 2
+    scores["mean-z pixels+learned+rotation"] = (z(cosine, reference_cosine) + z(l2, reference_l2)
+                                                + z(learned, reference_learned)
+                                                + z(query_rotation, reference_rotation)) / 4
     return {"anomaly_class": anomaly_class, "pseudo_anomaly_class": pseudo, "train_seconds": round(train_seconds, 1),
             **{name: round(float(roc_auc(query_labels, s)), 4) for name, s in scores.items()}}
 

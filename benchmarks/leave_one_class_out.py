@@ -23,6 +23,10 @@ Variants:
                      (no pattern head, no L_sl, no L_ip, no discriminator)
   memory-bank        the memory-bank detector with its defaults (the product's default)
   memory-bank-D      the memory bank with whole-image distance D: cosine, l2, max-z, mean-z
+  memory-bank-learned, memory-bank-pixels+learned
+                     the memory bank with features learned on the normals (alone, or beside the
+                     pixel views)
+  --bank-option KEY=VALUE sets any MemoryBankConfig field for one-off probes
 
 --baselines adds the simple baselines of baselines.py (PCA, pixel k-NN), computed on the same
 split in the same run, to each result file (under "baselines").
@@ -59,13 +63,17 @@ VARIANTS = {
     "autoencoder": ({"method": "autoencoder"}, {}),
     "memory-bank": ({"method": "memory-bank"}, {}),
 }
-# Memory-bank variants by whole-image distance (MemoryBankConfig.distance), e.g. memory-bank-cosine.
+# Memory-bank variants by whole-image features, and by whole-image distance
+# (MemoryBankConfig.distance), e.g. memory-bank-cosine.
+BANK_FEATURE_VARIANTS = {"memory-bank-learned": "learned", "memory-bank-pixels+learned": "pixels+learned"}
 BANK_DISTANCE_PREFIX = "memory-bank-"
 RESULTS_ROOT = Path("benchmarks/results/loco")
 
 
 def variant_options(name: str) -> tuple[dict, dict, dict]:
     """(TrainConfig changes, ModelConfig changes, MemoryBankConfig changes) of a named variant."""
+    if name in BANK_FEATURE_VARIANTS:
+        return {"method": "memory-bank"}, {}, {"image_features": BANK_FEATURE_VARIANTS[name]}
     if name.startswith(BANK_DISTANCE_PREFIX):
         return {"method": "memory-bank"}, {}, {"distance": name.removeprefix(BANK_DISTANCE_PREFIX)}
     if name.startswith("patterns-"):
@@ -144,6 +152,8 @@ def main() -> None:
                         help="a TrainConfig field, value as JSON (e.g. noise_loss_weight=100)")
     parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                         help="a ModelConfig field, value as JSON (e.g. noise_std=1.0)")
+    parser.add_argument("--bank-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a MemoryBankConfig field, value as JSON (e.g. neighbours=1)")
     args = parser.parse_args()
 
     tier = dict(TIERS[args.tier], **({"epochs": args.epochs} if args.epochs else {}))
@@ -152,6 +162,7 @@ def main() -> None:
     train_options, model_options, bank_options = variant_options(args.variant)
     train_options = {**train_options, **dict(_parse(o) for o in args.train_option)}
     model_options = {**model_options, **dict(_parse(o) for o in args.model_option)}
+    bank_options = {**bank_options, **dict(_parse(o) for o in args.bank_option)}
     out_dir = args.results / args.dataset / args.tier / args.variant
     jobs = []
     for seed in args.seeds or tier["seeds"]:

@@ -260,3 +260,62 @@ def test_resume_on_a_finished_bank_does_not_build_it_again(synthetic_data, tmp_p
     assert "nothing to resume" in again.output
     assert (run / "checkpoint.pt").stat().st_mtime_ns == before
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_learned_features_standardise_beside_the_pixel_views(monkeypatch):
+    """pixels+learned: three views, each standardised on held-out normals, averaged."""
+    from adegan.training import learned_features
+
+    monkeypatch.setattr(learned_features, "MIN_STEPS", 2)
+    rng = np.random.default_rng(4)
+    config = ModelConfig(image_size=32, channels=1)
+    normals = rng.integers(0, 255, (60, 1, 32, 32), dtype=np.uint8)
+    detector, _ = build_detector(config, MemoryBankConfig(image_features="pixels+learned"), normals[:40], "cpu",
+                                 held_out_uint8=normals[40:])
+    assert detector.learned and detector.learned_bank_t.shape == (learned_features.FEATURES, 40)
+    held_out = torch.from_numpy(normals[40:]).float() / 255
+    with torch.no_grad():
+        pixel_views = detector.view_distances(detector.features(held_out), 5)[:2]
+        views = torch.stack([*pixel_views, detector.learned_distance(held_out, 5)[0]], 1)
+        bank_image = torch.from_numpy(normals[:1]).float() / 255
+        assert float(detector.learned_distance(bank_image, 1)[0]) < 1e-5  # a bank image is its own neighbour
+    z = (views - detector.view_mean) / detector.view_std
+    assert torch.allclose(z.mean(0), torch.zeros(3), atol=1e-4) and torch.allclose(z.std(0), torch.ones(3), atol=1e-4)
+    distance_out, _ = detector_outputs(detector, normals[40:], "cpu")
+    assert np.allclose(distance_out, z.mean(1).numpy(), atol=1e-4)
+
+
+def test_learned_features_train_export_and_score_through_the_cli(synthetic_data, tmp_path, monkeypatch):
+    """The learned network travels in the checkpoint and in the one ONNX graph: the bundle
+    scores what evaluate scores (same ranking) with every verdict kept in fp32 and fp16."""
+    import csv
+    import json
+
+    from adegan.training import learned_features
+
+    monkeypatch.setattr(learned_features, "MIN_STEPS", 4)
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["train", str(synthetic_data["train"]), "--out", str(run), "--image-features",
+                                  "pixels+learned", "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    assert json.loads((run / "config.json").read_text())["memory_bank"]["image_features"] == "pixels+learned"
+    exported = runner.invoke(app, ["export", str(run), "--fp16", "--json"])
+    assert exported.exit_code == 0, exported.output
+    manifest = json.loads(exported.output[exported.output.index("{"):])
+    assert manifest["parity"]["fp32_vs_torch"]["verdict_changes"] == 0
+    assert manifest["parity"]["fp16_vs_fp32"]["verdict_changes"] == 0
+    evaluated = runner.invoke(app, ["evaluate", str(run), str(synthetic_data["test"]), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    scores = tmp_path / "scores.csv"
+    scored = runner.invoke(app, ["score", str(synthetic_data["test"]), "--model", str(run / "bundle"), "--out",
+                                 str(scores), "--no-progress"])
+    assert scored.exit_code in (0, 1), scored.output
+
+    def by_name(rows):
+        return {Path(r["path"]).parts[-2:]: float(r["score"]) for r in rows}
+
+    runtime = by_name(csv.DictReader(scores.open()))
+    trained_side = by_name(csv.DictReader((run / "evaluation" / "scores.csv").open()))
+    assert sorted(runtime) == sorted(trained_side) and len(runtime) == 120
+    names = sorted(runtime)
+    assert np.allclose([runtime[n] for n in names], [trained_side[n] for n in names], atol=1e-3)

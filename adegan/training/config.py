@@ -17,6 +17,7 @@ METHODS = ("memory-bank", "adegan", "autoencoder")
 BENCHMARKS = ("mnist", "fashion-mnist", "cifar10")  # sources read by name, for leave-one-class-out
 WHOLE_IMAGE_DISTANCES = ("cosine", "l2", "max-z", "mean-z")
 PATCH_FEATURES = ("gradients", "line", "pixels")  # what a patch holds: brightness changes, line evidence, mean-removed pixels
+IMAGE_FEATURES = ("learned", "pixels", "pixels+learned")  # whole images: blurred pixels, learned features, or both
 PRESETS = {"default": {}, "tiny": {"width": 8}}  # model sizes: tiny is for tests and demos
 WHOLE_IMAGE_MAX_SIZE = 64  # up to this size a memory bank compares whole images, above it patches
 
@@ -95,12 +96,15 @@ class MemoryBankConfig:
     bank_size: int = 16384
     distance: str = "mean-z"  # whole images: cosine, l2, max-z / mean-z (larger / mean of both, standardised)
     patch_features: str = "pixels"  # patches: mean-removed pixels, brightness differences, or line evidence
+    image_features: str = "pixels"  # whole images: blurred pixels, features learned on the normals, or both
 
     def __post_init__(self):
         if self.distance not in WHOLE_IMAGE_DISTANCES:
             raise UsageError(f"distance must be one of {WHOLE_IMAGE_DISTANCES}, got {self.distance!r}")
         if self.patch_features not in PATCH_FEATURES:
             raise UsageError(f"patch features must be one of {PATCH_FEATURES}, got {self.patch_features!r}")
+        if self.image_features not in IMAGE_FEATURES:
+            raise UsageError(f"image features must be one of {IMAGE_FEATURES}, got {self.image_features!r}")
         if self.patch_size is not None and self.patch_size < 2:
             raise UsageError(f"patch size must be at least 2 px, got {self.patch_size}")
         if self.blur is not None and not self.blur >= 0:
@@ -121,9 +125,14 @@ class MemoryBankConfig:
     def whole_image(self, image_size: int) -> bool:
         return self.patch_geometry(image_size)[0] == image_size
 
+    def learns_features(self, image_size: int) -> bool:
+        """True when the bank holds features of a network trained on the normals (whole images)."""
+        return self.whole_image(image_size) and self.image_features != "pixels"
+
     def standardises_views(self, image_size: int) -> bool:
         """True when the distance combines standardised views, which needs held-out normals."""
-        return self.whole_image(image_size) and self.distance in ("max-z", "mean-z")
+        return self.whole_image(image_size) and (self.distance in ("max-z", "mean-z")
+                                                 or self.image_features == "pixels+learned")
 
     def sigma(self, image_size: int) -> float:
         return self.patch_geometry(image_size)[0] / 32.0 if self.blur is None else float(self.blur)

@@ -11,6 +11,9 @@ Two feature layouts, chosen from the image size (`MemoryBankConfig.patch_geometr
                images, 1 - cosine similarity (shape) and Euclidean (brightness and amount count
                too), each standardised on held-out normals and averaged (`distance` mean-z; or
                cosine, l2, max-z). Small images of whole objects are compared as wholes.
+               With `image_features` learned (or pixels+learned), the bank also holds features
+               of a small CNN trained on the normals to name rotations (learned_features.py):
+               their cosine distance alone, or standardised and averaged beside the pixel views.
   patches      (image size >= 128): p x p patches at stride p/2 of the blurred image with each
                patch's mean removed (`patch_features` pixels), of its horizontal and vertical
                differences (gradients), or of a line-evidence map (line: how much each pixel lies
@@ -44,6 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from adegan.training.config import MemoryBankConfig, ModelConfig
+from adegan.training.learned_features import FEATURES, RotationNet, train_rotation_net
 
 FEATURE_BATCH = 64
 
@@ -80,7 +84,8 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 class MemoryBankDetector(nn.Module):
     """[0, 1] images -> (distance, pattern_probs, residual); see the module docstring."""
 
-    def __init__(self, model_config: ModelConfig, config: MemoryBankConfig, bank: torch.Tensor | None = None):
+    def __init__(self, model_config: ModelConfig, config: MemoryBankConfig, bank: torch.Tensor | None = None,
+                 feature_net: RotationNet | None = None, learned_bank: torch.Tensor | None = None):
         super().__init__()
         self.model_config, self.config = model_config, config
         size, channels = model_config.image_size, model_config.channels
@@ -115,8 +120,15 @@ class MemoryBankDetector(nn.Module):
         self.bank_t = nn.Parameter(bank.float().t().contiguous(), requires_grad=False)
         self.register_buffer("bank_sq_norm", (bank.float() * bank.float()).sum(1))
         self.register_buffer("map_scale", torch.ones(()))  # patch distance -> residual units
-        self.register_buffer("view_mean", torch.zeros(2))  # max-z: cosine and L2 distance of normals
-        self.register_buffer("view_std", torch.ones(2))
+        self.learned = config.learns_features(size)
+        if self.learned:  # a network trained on the normals, and its features of every bank image
+            self.feature_net = (feature_net or RotationNet(channels)).eval()
+            learned_bank = torch.zeros(1, FEATURES) if learned_bank is None else learned_bank
+            unit_rows = F.normalize(learned_bank.float(), dim=1)  # compared by cosine only: stored unit length
+            self.learned_bank_t = nn.Parameter(unit_rows.t().contiguous(), requires_grad=False)
+        # Mean and std over held-out normals of each view's distance: cosine, L2 (and learned).
+        self.register_buffer("view_mean", torch.zeros(3 if self.learned else 2))
+        self.register_buffer("view_std", torch.ones(3 if self.learned else 2))
         # Images per forward pass that keep the (N, L, M) patch-distance matrix near 256 MB.
         per_image = 4 * self.bank_size * (1 if self.whole_image else self.map_shape()[0] ** 2)
         self.max_batch = max(1, min(256, (256 << 20) // per_image))
@@ -187,7 +199,7 @@ class MemoryBankDetector(nn.Module):
         blurred = self.blur(images)  # once: the features, the residual and the reference all use it
         features = self.features(images, blurred)
         if self.whole_image:
-            distance, index, scale = self.whole_image_distance(features, k)
+            distance, index, scale = self.whole_image_distance(features, k, images)
             nearest = (self.bank_rows(index) * scale).reshape(images.shape)
             residual = (blurred - nearest).abs().mean(dim=1, keepdim=True)
             reference = nearest
@@ -204,6 +216,15 @@ class MemoryBankDetector(nn.Module):
             reference = blurred
         probs = F.pad(torch.ones_like(distance).unsqueeze(1), (0, self.model_config.n_patterns - 1))
         return reference, distance, probs, residual
+
+    def learned_distance(self, images: torch.Tensor, k: int):
+        """Whole images: (cosine distance of the learned features, nearest index), the distance the
+        mean over the k nearest bank images."""
+        features = self.feature_net(images)[1]
+        unit = features / (features.norm(dim=1, keepdim=True) + 1e-6)
+        _, index = (unit @ self.learned_bank_t).topk(k, dim=1)
+        unit_neighbours = self.learned_bank_t[:, index].movedim(0, -1)  # (N, k, D), unit rows
+        return 0.5 * ((unit.unsqueeze(1) - unit_neighbours) ** 2).sum(dim=2).mean(dim=1), index[:, 0]
 
     def view_distances(self, features: torch.Tensor, k: int):
         """Whole images: (cosine distance, L2 distance, cosine-nearest index, L2-nearest index),
@@ -222,19 +243,28 @@ class MemoryBankDetector(nn.Module):
         l2_distance = (features.unsqueeze(1) - self.bank_rows(l2_index)).norm(dim=2).mean(dim=1)
         return cosine_distance, l2_distance, cosine_index[:, 0], l2_index[:, 0]
 
-    def whole_image_distance(self, features: torch.Tensor, k: int):
+    def whole_image_distance(self, features: torch.Tensor, k: int, images: torch.Tensor):
         """(distance, nearest bank index, scale of that neighbour to the input) for the configured
         distance: cosine, l2, max-z or mean-z (the larger, or the mean, of the two, each standardised
-        by view_mean and view_std measured on held-out normals)."""
+        by view_mean and view_std measured on held-out normals). With learned features: their cosine
+        distance alone, or (pixels+learned) standardised beside the pixel views of `distance`."""
         cosine, l2, cosine_index, l2_index = self.view_distances(features, k)
         scale = features.norm(dim=1, keepdim=True) / (self.bank_sq_norm[cosine_index].sqrt().unsqueeze(1) + 1e-6)
-        if self.config.distance == "l2":
+        features_used = self.config.image_features
+        if features_used == "learned":
+            learned, learned_index = self.learned_distance(images, k)
+            scale = features.norm(dim=1, keepdim=True) / (self.bank_sq_norm[learned_index].sqrt().unsqueeze(1) + 1e-6)
+            return learned, learned_index, scale
+        if self.config.distance == "l2" and features_used == "pixels":
             return l2, l2_index, torch.ones_like(scale)
-        if self.config.distance == "cosine":
+        if self.config.distance == "cosine" and features_used == "pixels":
             return cosine, cosine_index, scale
-        z = (torch.stack([cosine, l2], dim=1) - self.view_mean) / self.view_std
+        views = [cosine, l2] + ([self.learned_distance(images, k)[0]] if self.learned else [])
+        z = (torch.stack(views, dim=1) - self.view_mean) / self.view_std
+        chosen = {"cosine": [0], "l2": [1]}.get(self.config.distance, [0, 1]) + ([2] if self.learned else [])
+        z = z[:, chosen]
         combined = z.max(dim=1).values if self.config.distance == "max-z" else z.mean(dim=1)
-        return combined, cosine_index, scale
+        return combined, (l2_index if self.config.distance == "l2" else cosine_index), scale
 
     def forward(self, images: torch.Tensor):
         _, distance, probs, residual = self.explain(images)
@@ -250,6 +280,15 @@ def bank_features(detector: MemoryBankDetector, images_uint8: np.ndarray, device
         batch = torch.from_numpy(images_uint8[start:start + FEATURE_BATCH]).to(device).float() / 255.0
         features = detector.features(batch)
         parts.append(features.reshape(-1, features.shape[-1]))
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def learned_features(net: RotationNet, images_uint8: np.ndarray, device) -> torch.Tensor:
+    """The network's features of uint8 (N, C, H, W) images, (N, D) on the CPU."""
+    parts = []
+    for start in range(0, len(images_uint8), 256):
+        parts.append(net(torch.from_numpy(images_uint8[start:start + 256]).to(device).float() / 255.0)[1].cpu())
     return torch.cat(parts)
 
 
@@ -306,10 +345,15 @@ def build_detector(model_config: ModelConfig, config: MemoryBankConfig, train_ui
     start = time.perf_counter()
     detector = MemoryBankDetector(model_config, config).to(device).eval()
     features = bank_features(detector, train_uint8, device)
-    rows_seen = len(features)
+    rows_seen, kept = len(features), None
     if rows_seen > config.bank_size:
-        features = features[greedy_coreset(features, config.bank_size, seed)]
-    detector = MemoryBankDetector(model_config, config, features.cpu()).to(device).eval()
+        kept = greedy_coreset(features, config.bank_size, seed)
+        features = features[kept]
+    net, learned_bank = None, None
+    if config.learns_features(model_config.image_size):  # rows are images: the coreset's picks index them
+        net = train_rotation_net(train_uint8, device, seed)
+        learned_bank = learned_features(net, train_uint8 if kept is None else train_uint8[kept.cpu().numpy()], device)
+    detector = MemoryBankDetector(model_config, config, features.cpu(), net, learned_bank).to(device).eval()
     if config.standardises_views(model_config.image_size):
         if held_out_uint8 is None or len(held_out_uint8) < 2:
             raise ValueError(f"the {config.distance} distance needs at least 2 held-out normal images to standardise on")
@@ -319,10 +363,16 @@ def build_detector(model_config: ModelConfig, config: MemoryBankConfig, train_ui
 
 @torch.no_grad()
 def standardise_views(detector: MemoryBankDetector, images_uint8: np.ndarray, device) -> None:
-    """view_mean, view_std: mean and std of the cosine and L2 distances of held-out normals."""
+    """view_mean, view_std: mean and std of the cosine and L2 distances (and the learned one) of
+    held-out normals."""
     k = min(detector.config.k(detector.model_config.image_size), detector.bank_size)
-    views = [torch.stack(detector.view_distances(bank_features(detector, images_uint8[i:i + 256], device), k)[:2], 1)
-             for i in range(0, len(images_uint8), 256)]
+    views = []
+    for start in range(0, len(images_uint8), 256):
+        batch = images_uint8[start:start + 256]
+        distances = list(detector.view_distances(bank_features(detector, batch, device), k)[:2])
+        if detector.learned:
+            distances.append(detector.learned_distance(torch.from_numpy(batch).to(device).float() / 255.0, k)[0])
+        views.append(torch.stack(distances, 1))
     views = torch.cat(views)
     detector.view_mean.copy_(views.mean(dim=0))
     detector.view_std.copy_(views.std(dim=0).clamp_min(1e-12))
@@ -335,7 +385,8 @@ def set_map_scale(detector: MemoryBankDetector, threshold_distance: float) -> No
 
 def detector_from_state(model_config: ModelConfig, config: MemoryBankConfig, state: dict) -> MemoryBankDetector:
     """Rebuild the detector saved in a checkpoint (bank shape read from the state)."""
-    detector = MemoryBankDetector(model_config, config, torch.zeros_like(state["bank_t"]).t())
+    learned_bank = torch.zeros_like(state["learned_bank_t"]).t() if "learned_bank_t" in state else None
+    detector = MemoryBankDetector(model_config, config, torch.zeros_like(state["bank_t"]).t(), learned_bank=learned_bank)
     detector.load_state_dict(state)
     return detector.eval()
 
@@ -347,6 +398,7 @@ def config_from_state(state: dict, path) -> MemoryBankConfig:
     try:
         saved = dict(state["memory_bank_config"])
         saved.setdefault("patch_features", "pixels")  # banks saved before gradients existed hold pixels
+        saved.setdefault("image_features", "pixels")  # and before learned features existed, pixels too
         return MemoryBankConfig.from_dict(saved)
     except (UsageError, KeyError, TypeError) as exc:
         raise AdeganError(f"{path}: not a memory-bank checkpoint of this adegan version ({exc}); retrain it") from exc
