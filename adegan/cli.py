@@ -385,7 +385,8 @@ def score(
     overlays: Optional[Path] = typer.Option(None, help="Write a heat-map overlay of each anomaly here."),
     resume: bool = typer.Option(False, "--resume", help="Append to --out, skipping images already in it."),
     fail_on_anomaly: bool = typer.Option(False, "--fail-on-anomaly", help="Exit with code 4 if any image is anomalous."),
-    workers: int = typer.Option(4, min=1, help="Decoding threads."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Decoding threads [default: half the usable CPUs, "
+                                          "at least 1]."),
     unverified_bundle: bool = typer.Option(False, "--unverified-bundle", help="Load model files the manifest does "
                                            "not hash (an old or hand-made bundle) without refusing."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (logs, CI)."),

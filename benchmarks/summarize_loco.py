@@ -21,7 +21,7 @@ PAPER_TABLE_1 = [0.971, 0.768, 0.967, 0.923, 0.888, 0.941, 0.928, 0.886, 0.947, 
 PAPER_TABLE_2 = {2: 0.801, 4: 0.856, 6: 0.876, 8: 0.883, 10: 0.907, 12: 0.899, 14: 0.880}
 PARTS = {"combined": "combined (as deployed)", "reconstruction": "reconstruction only",
          "pattern": "pattern only (1 − m)", "combined_two-sided": "combined, two-sided Eq. 9"}
-VARIANT_ORDER = ["memory-bank", "memory-bank-cosine", "default", "no-ip", "no-interpolation", "autoencoder"]
+VARIANT_ORDER = ["memory-bank", "memory-bank-cosine", "memory-bank-pixels+learned", "memory-bank-learned", "default", "no-ip", "no-interpolation", "autoencoder"]
 
 
 def _value(row: dict, part: str) -> float:

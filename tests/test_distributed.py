@@ -113,3 +113,19 @@ def _parent(process) -> int:
         return int((process / "stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return -1
+
+
+@pytest.mark.gpu
+def test_nccl_on_gpus_trains_and_records_its_backend(synthetic_data, tmp_path):
+    """The GPU path: one process per visible GPU (two at most), NCCL. Run with `pytest -m gpu`."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    processes = min(2, torch.cuda.device_count())
+    run = tmp_path / "run"
+    result = torchrun("train", synthetic_data["train"], "--out", run, "--epochs", "1", "--method", "adegan",
+                      "--preset", "tiny", "--batch-size", "16", "--device", "cuda", "--no-progress",
+                      processes=processes)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((run / "config.json").read_text())["distributed"]
+    assert config["backend"] == "nccl" and config["world_size"] == processes
+    assert load_checkpoint(run)["complete"]

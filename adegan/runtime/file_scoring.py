@@ -195,11 +195,23 @@ def _submit_batch(pool: ThreadPoolExecutor, model: BundleModel, batch: list[str]
     return [pool.submit(_load_all, model, batch[start:start + step]) for start in range(0, len(batch), step)]
 
 
+def default_workers() -> int:
+    """Decoding threads when none are asked for: half the CPUs this process may use, at least one.
+    ONNX Runtime runs one intra-op thread per CPU; more decoders than that only take cores from it
+    (measured on 2 cores: 1 decoder scored faster than 2 or 4, benchmarks/score_threads_probe.py)."""
+    from adegan.runtime.backends import usable_cpus
+
+    return max(1, usable_cpus() // 2)
+
+
 def score_files(model: BundleModel, paths: list[str], out: Path, batch_size: int = 32, resume: bool = False,
-                overlays: Path | None = None, workers: int = 4, progress: bool = True, log=default_log) -> Summary:
-    """Score `paths` with `model`, writing one row per image to `out`."""
+                overlays: Path | None = None, workers: int | None = None, progress: bool = True,
+                log=default_log) -> Summary:
+    """Score `paths` with `model`, writing one row per image to `out` (`workers` decoding threads,
+    default_workers() when None)."""
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    workers = default_workers() if workers is None else workers
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     writer = ResultWriter(out, resume, model.identity())

@@ -242,3 +242,13 @@ def test_rows_are_flushed_every_batch_and_forced_to_disk_at_most_once_a_second(t
     writer.close()
     assert len(synced) == 2 and len(rows_of(out)) == 7  # and once more at the end
     assert os.path.getsize(out) > 0
+
+
+def test_decoders_default_to_half_the_usable_cpus(monkeypatch):
+    """More decoding threads than that only take cores from ONNX Runtime's intra-op threads."""
+    from adegan.runtime import backends
+    from adegan.runtime.file_scoring import default_workers
+
+    for cpus, workers in ((1, 1), (2, 1), (3, 1), (16, 8)):
+        monkeypatch.setattr(backends, "usable_cpus", lambda cpus=cpus: cpus)
+        assert default_workers() == workers

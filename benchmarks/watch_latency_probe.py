@@ -1,0 +1,58 @@
+"""Probe: where `adegan watch` spends a frame at batch 1. Times each step of the per-frame path on
+one 640 x 480 colour frame, many times: preprocessing (the shared to_model_uint8), the backend's
+inference, the score function, the row; and the whole path as watch runs it (score_uint8 + rows).
+Run it pinned to one core to see watch's one-core budget:
+
+    taskset -c 0 python benchmarks/watch_latency_probe.py BUNDLE [--frames 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def percentiles(function, frames: int) -> dict:
+    for _ in range(50):
+        function()
+    times = []
+    for _ in range(frames):
+        start = time.perf_counter()
+        function()
+        times.append((time.perf_counter() - start) * 1000)
+    return {"p50": round(float(np.percentile(times, 50)), 3), "p99": round(float(np.percentile(times, 99)), 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--frames", type=int, default=2000)
+    args = parser.parse_args()
+    from adegan.runtime.images import to_float
+    from adegan.runtime.model import BundleModel
+    from adegan.runtime.score import abnormality_score
+
+    frame = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    with BundleModel(args.bundle) as model:
+        batch = model.preprocess(frame)[np.newaxis]
+        floats = to_float(batch)
+        outputs = model.infer(floats)
+        scores = model.score_uint8(batch)
+        steps = {
+            "preprocess": lambda: model.preprocess(frame),
+            "to_float": lambda: to_float(batch),
+            "infer": lambda: model.infer(floats),
+            "score_function": lambda: abnormality_score(outputs.recon_error, outputs.pattern_probs, model.mu_e,
+                                                        model.sigma_e, model.score_mode),
+            "rows": lambda: scores.rows(),
+            "whole_frame": lambda: model.score_uint8(model.preprocess(frame)[np.newaxis]).rows(),
+        }
+        print(json.dumps({name: percentiles(step, args.frames) for name, step in steps.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
