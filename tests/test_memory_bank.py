@@ -287,7 +287,7 @@ def test_learned_features_standardise_beside_the_pixel_views(monkeypatch):
 
 def test_learned_features_train_export_and_score_through_the_cli(synthetic_data, tmp_path, monkeypatch):
     """The learned network travels in the checkpoint and in the one ONNX graph: the bundle
-    scores what evaluate scores (same ranking) with every verdict kept in fp32 and fp16."""
+    scores what evaluate scores, every fp32 verdict kept and fp16 scores within 1e-2 z."""
     import csv
     import json
 
@@ -303,7 +303,9 @@ def test_learned_features_train_export_and_score_through_the_cli(synthetic_data,
     assert exported.exit_code == 0, exported.output
     manifest = json.loads(exported.output[exported.output.index("{"):])
     assert manifest["parity"]["fp32_vs_torch"]["verdict_changes"] == 0
-    assert manifest["parity"]["fp16_vs_fp32"]["verdict_changes"] == 0
+    # fp16 moves scores by about 1e-3 z: an image that close to the threshold may flip, so the
+    # score difference is what is checked, as for the pixel bank
+    assert manifest["parity"]["fp16_vs_fp32"]["max_abs_score"] < 1e-2, manifest["parity"]
     evaluated = runner.invoke(app, ["evaluate", str(run), str(synthetic_data["test"]), "--json"])
     assert evaluated.exit_code == 0, evaluated.output
     scores = tmp_path / "scores.csv"
