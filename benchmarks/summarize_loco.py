@@ -27,8 +27,8 @@ VARIANT_ORDER = ["memory-bank", "memory-bank-cosine", "memory-bank-pixels+learne
 def _value(row: dict, part: str) -> float:
     """An AUC of a row: a score part ("combined") or a baseline ("baselines/knn-cos-5")."""
     if part.startswith("baselines/"):
-        return row["baselines"][part.split("/", 1)[1]]
-    return row["auc"][part]
+        return row.get("baselines", {}).get(part.split("/", 1)[1])
+    return row["auc"].get(part)  # None: a run that did not record this part
 
 
 def load(results: Path) -> dict:
@@ -53,9 +53,10 @@ def _mean_over_seeds(seeds: dict, part: str) -> tuple[list[float | None], str, i
     per_class = []
     for anomaly_class in range(10):
         values = [_value(runs[anomaly_class], part) for runs in seeds.values() if anomaly_class in runs]
+        values = [v for v in values if v is not None]
         per_class.append(statistics.mean(values) if values else None)
     seed_means = [statistics.mean(_value(r, part) for r in runs.values()) for runs in seeds.values()
-                  if len(runs) == 10]
+                  if len(runs) == 10 and all(_value(r, part) is not None for r in runs.values())]
     done = max(len(runs) for runs in seeds.values())
     if not seed_means:
         return per_class, "—", done
