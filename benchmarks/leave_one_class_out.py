@@ -74,8 +74,13 @@ def variant_options(name: str) -> tuple[dict, dict, dict]:
     """(TrainConfig changes, ModelConfig changes, MemoryBankConfig changes) of a named variant."""
     if name in BANK_FEATURE_VARIANTS:
         return {"method": "memory-bank"}, {}, {"image_features": BANK_FEATURE_VARIANTS[name]}
+    # The pixel variants name their features, so their results keep their meaning if the
+    # default image features change.
     if name.startswith(BANK_DISTANCE_PREFIX):
-        return {"method": "memory-bank"}, {}, {"distance": name.removeprefix(BANK_DISTANCE_PREFIX)}
+        return {"method": "memory-bank"}, {}, {"distance": name.removeprefix(BANK_DISTANCE_PREFIX),
+                                               "image_features": "pixels"}
+    if name == "memory-bank":
+        return {"method": "memory-bank"}, {}, {"image_features": "pixels"}
     if name.startswith("patterns-"):
         return {"method": "adegan"}, {"n_patterns": int(name.removeprefix("patterns-"))}, {}
     return (*VARIANTS.get(name, ({"method": "adegan"}, {})), {})
