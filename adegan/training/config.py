@@ -96,7 +96,7 @@ class MemoryBankConfig:
     bank_size: int = 16384
     distance: str = "mean-z"  # whole images: cosine, l2, max-z / mean-z (larger / mean of both, standardised)
     patch_features: str = "pixels"  # patches: mean-removed pixels, brightness differences, or line evidence
-    image_features: str = "pixels"  # whole images: blurred pixels, features learned on the normals, or both
+    image_features: str = "pixels+learned"  # whole images: blurred pixels, features learned on the normals, or both
 
     def __post_init__(self):
         if self.distance not in WHOLE_IMAGE_DISTANCES:
