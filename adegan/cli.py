@@ -139,9 +139,10 @@ def train(
     patch_features: PatchFeatures = typer.Option("pixels", help="Patches: pixels (mean removed), gradients "
                                                  "(brightness differences) or line (evidence of thin lines: cracks, "
                                                  "scratches).", rich_help_panel=METHOD),
-    image_features: ImageFeatures = typer.Option("pixels+learned", help="Whole images: pixels (blurred), learned (features "
-                                                 "of a small CNN trained on the normals to name rotations) or "
-                                                 "pixels+learned (both, standardised).", rich_help_panel=METHOD),
+    image_features: ImageFeatures = typer.Option("pixels+learned", help="Whole images: pixels (blurred), learned "
+                                                 "(features of a small CNN trained on the normals to name "
+                                                 "rotations) or pixels+learned (both, standardised).",
+                                                 rich_help_panel=METHOD),
     epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs (default: 15; with --resume: the run's own, or a "
                                          "new total).", rich_help_panel=GAN),
     batch_size: int = typer.Option(64, min=1, help="Real images per iteration.", rich_help_panel=GAN),

@@ -21,11 +21,11 @@ Variants:
   no-interpolation   without same-pattern interpolation
   autoencoder        baseline: the same E and G trained as a plain autoencoder on L_recon only
                      (no pattern head, no L_sl, no L_ip, no discriminator)
-  memory-bank        the memory-bank detector with its defaults (the product's default)
-  memory-bank-D      the memory bank with whole-image distance D: cosine, l2, max-z, mean-z
+  memory-bank        the memory bank on pixels (the product's default until 2026-12-03)
+  memory-bank-D      the same with whole-image distance D: cosine, l2, max-z, mean-z
   memory-bank-learned, memory-bank-pixels+learned
                      the memory bank with features learned on the normals (alone, or beside the
-                     pixel views)
+                     pixel views: the product's default since 2026-12-03)
   --bank-option KEY=VALUE sets any MemoryBankConfig field for one-off probes
 
 --baselines adds the simple baselines of baselines.py (PCA, pixel k-NN), computed on the same
@@ -61,11 +61,12 @@ VARIANTS = {
     "no-ip": ({"method": "adegan", "use_ip_loss": False}, {}),
     "no-interpolation": ({"method": "adegan", "same_pattern_interpolation": False}, {}),
     "autoencoder": ({"method": "autoencoder"}, {}),
-    "memory-bank": ({"method": "memory-bank"}, {}),
 }
-# Memory-bank variants by whole-image features, and by whole-image distance
-# (MemoryBankConfig.distance), e.g. memory-bank-cosine.
-BANK_FEATURE_VARIANTS = {"memory-bank-learned": "learned", "memory-bank-pixels+learned": "pixels+learned"}
+# Memory-bank variants by whole-image features, and by whole-image distance on pixels
+# (MemoryBankConfig.distance), e.g. memory-bank-cosine. The pixel variants name their features,
+# so their results keep their meaning when the product's default features change.
+BANK_FEATURE_VARIANTS = {"memory-bank": "pixels", "memory-bank-learned": "learned",
+                         "memory-bank-pixels+learned": "pixels+learned"}
 BANK_DISTANCE_PREFIX = "memory-bank-"
 RESULTS_ROOT = Path("benchmarks/results/loco")
 
@@ -74,13 +75,9 @@ def variant_options(name: str) -> tuple[dict, dict, dict]:
     """(TrainConfig changes, ModelConfig changes, MemoryBankConfig changes) of a named variant."""
     if name in BANK_FEATURE_VARIANTS:
         return {"method": "memory-bank"}, {}, {"image_features": BANK_FEATURE_VARIANTS[name]}
-    # The pixel variants name their features, so their results keep their meaning if the
-    # default image features change.
     if name.startswith(BANK_DISTANCE_PREFIX):
         return {"method": "memory-bank"}, {}, {"distance": name.removeprefix(BANK_DISTANCE_PREFIX),
                                                "image_features": "pixels"}
-    if name == "memory-bank":
-        return {"method": "memory-bank"}, {}, {"image_features": "pixels"}
     if name.startswith("patterns-"):
         return {"method": "adegan"}, {"n_patterns": int(name.removeprefix("patterns-"))}, {}
     return (*VARIANTS.get(name, ({"method": "adegan"}, {})), {})

@@ -21,7 +21,8 @@ PAPER_TABLE_1 = [0.971, 0.768, 0.967, 0.923, 0.888, 0.941, 0.928, 0.886, 0.947, 
 PAPER_TABLE_2 = {2: 0.801, 4: 0.856, 6: 0.876, 8: 0.883, 10: 0.907, 12: 0.899, 14: 0.880}
 PARTS = {"combined": "combined (as deployed)", "reconstruction": "reconstruction only",
          "pattern": "pattern only (1 − m)", "combined_two-sided": "combined, two-sided Eq. 9"}
-VARIANT_ORDER = ["memory-bank", "memory-bank-cosine", "memory-bank-pixels+learned", "memory-bank-learned", "default", "no-ip", "no-interpolation", "autoencoder"]
+VARIANT_ORDER = ["memory-bank", "memory-bank-cosine", "memory-bank-pixels+learned", "memory-bank-learned", "default",
+                 "no-ip", "no-interpolation", "autoencoder"]
 
 
 def _value(row: dict, part: str) -> float:
@@ -55,8 +56,8 @@ def _mean_over_seeds(seeds: dict, part: str) -> tuple[list[float | None], str, i
         values = [_value(runs[anomaly_class], part) for runs in seeds.values() if anomaly_class in runs]
         values = [v for v in values if v is not None]
         per_class.append(statistics.mean(values) if values else None)
-    seed_means = [statistics.mean(_value(r, part) for r in runs.values()) for runs in seeds.values()
-                  if len(runs) == 10 and all(_value(r, part) is not None for r in runs.values())]
+    seed_values = [[_value(r, part) for r in runs.values()] for runs in seeds.values() if len(runs) == 10]
+    seed_means = [statistics.mean(values) for values in seed_values if None not in values]
     done = max(len(runs) for runs in seeds.values())
     if not seed_means:
         return per_class, "—", done

@@ -48,7 +48,8 @@ def test_whole_image_layout_finds_the_nearest_normal():
     config = ModelConfig(image_size=32, channels=1)
     rng = np.random.default_rng(0)
     normals = rng.integers(0, 255, (20, 1, 32, 32), dtype=np.uint8)
-    detector, facts = build_detector(config, MemoryBankConfig(neighbours=1, distance="cosine", image_features="pixels"), normals, "cpu")
+    pixels_cosine = MemoryBankConfig(neighbours=1, distance="cosine", image_features="pixels")
+    detector, facts = build_detector(config, pixels_cosine, normals, "cpu")
     assert detector.whole_image and facts.rows_kept == 20
     images = torch.from_numpy(normals[:3]).float() / 255
     reference, distance, probs, residual = detector.explain(images)
@@ -212,10 +213,10 @@ def test_standardised_views_combine_cosine_and_l2(distance):
     rng = np.random.default_rng(3)
     config = ModelConfig(image_size=32, channels=1)
     normals = rng.integers(0, 255, (60, 1, 32, 32), dtype=np.uint8)
+    pixel_views = MemoryBankConfig(distance=distance, image_features="pixels")
     with pytest.raises(ValueError, match="held-out normal"):
-        build_detector(config, MemoryBankConfig(distance=distance, image_features="pixels"), normals[:40], "cpu")
-    detector, _ = build_detector(config, MemoryBankConfig(distance=distance, image_features="pixels"), normals[:40], "cpu",
-                                 held_out_uint8=normals[40:])
+        build_detector(config, pixel_views, normals[:40], "cpu")
+    detector, _ = build_detector(config, pixel_views, normals[:40], "cpu", held_out_uint8=normals[40:])
     with torch.no_grad():
         features = detector.features(torch.from_numpy(normals[40:]).float() / 255)
         views = torch.stack(detector.view_distances(features, 5)[:2], 1)
