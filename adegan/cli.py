@@ -125,7 +125,8 @@ def train(
     dataset_path: Optional[str] = typer.Option(None, help="Benchmarks: the dataset file or folder.",
                                                rich_help_panel=DATA),
     method: Method = typer.Option("memory-bank", metavar="NAME", help="memory-bank: distance to the nearest normals (whole image, or "
-                                  "patches above 64 px); adegan: the paper's GAN; autoencoder: E and G trained on "
+                                  "patches above 64 px); adegan: the paper's GAN; clustergan: the same networks trained as "
+                                  "ClusterGAN trains (WGAN-GP, G frozen in L_recon); autoencoder: E and G trained on "
                                   "reconstruction only.", rich_help_panel=METHOD),
     patch_size: Optional[int] = typer.Option(None, min=2, help="Patch size in px (default: whole image up to 64 px, else 16).",
                                              rich_help_panel=METHOD),

@@ -19,6 +19,8 @@ Variants:
   default            ADe-GAN with the paper's defaults (--method adegan)
   no-ip              without L_ip (alpha = 0)
   no-interpolation   without same-pattern interpolation
+  clustergan         the same networks and losses trained as ClusterGAN trains (--method clustergan:
+                     WGAN-GP, 5 critic steps, no BatchNorm in D and E, L_recon trains E only)
   autoencoder        baseline: the same E and G trained as a plain autoencoder on L_recon only
                      (no pattern head, no L_sl, no L_ip, no discriminator)
   memory-bank        the memory bank on pixels (the product's default until 2026-12-03)
@@ -61,6 +63,7 @@ VARIANTS = {
     "no-ip": ({"method": "adegan", "use_ip_loss": False}, {}),
     "no-interpolation": ({"method": "adegan", "same_pattern_interpolation": False}, {}),
     "autoencoder": ({"method": "autoencoder"}, {}),
+    "clustergan": ({"method": "clustergan"}, {}),
 }
 # Memory-bank variants by whole-image features, and by whole-image distance on pixels
 # (MemoryBankConfig.distance), e.g. memory-bank-cosine. The pixel variants name their features,

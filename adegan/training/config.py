@@ -13,7 +13,8 @@ from adegan.runtime.contract import SCORE_MODES
 
 IMAGE_SIZES = (32, 64, 128, 256)
 PATTERN_INPUTS = ("softmax", "hard")
-METHODS = ("memory-bank", "adegan", "autoencoder")
+METHODS = ("memory-bank", "adegan", "clustergan", "autoencoder")
+GAN_METHODS = ("adegan", "clustergan")  # methods whose G and E are trained adversarially
 BENCHMARKS = ("mnist", "fashion-mnist", "cifar10")  # sources read by name, for leave-one-class-out
 WHOLE_IMAGE_DISTANCES = ("cosine", "l2", "max-z", "mean-z")
 PATCH_FEATURES = ("gradients", "line", "pixels")  # what a patch holds: brightness changes, line evidence, mean-removed pixels
@@ -40,6 +41,7 @@ class ModelConfig:
     latent_dim: int | None = None
     width: int = 64
     noise_std: float = 0.1  # sigma of z_n ~ N(0, sigma^2), ClusterGAN's value
+    trunk_batchnorm: bool = True  # BatchNorm in D's and E's trunks; ClusterGAN's training has none (WGAN-GP)
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:
@@ -160,8 +162,10 @@ class TrainConfig:
     seed: int = 0
     epochs: int = 15
     batch_size: int = 64
-    learning_rate: float = 2e-4
-    adam_betas: tuple[float, float] = (0.5, 0.999)
+    learning_rate: float | None = None  # None: 2e-4, or ClusterGAN's 1e-4 for --method clustergan
+    adam_betas: tuple[float, float] | None = None  # None: (0.5, 0.999), or ClusterGAN's (0.5, 0.9)
+    critic_steps: int = 5  # clustergan: critic updates per G/E update
+    gradient_penalty: float = 10.0  # clustergan: weight of WGAN-GP's penalty on the critic's gradient norm
     alpha: float | None = None  # weight of L_ip
     beta: float | None = None  # weight of L_sl
     gamma: float | None = None  # weight of L_recon
@@ -175,6 +179,7 @@ class TrainConfig:
     noise_loss_weight: float = 1.0  # weight of MSE(z_n_hat, z_n) inside L_sl (the paper: 1)
     score_mode: str | None = None  # None: "z" for the memory bank, "cdf" (the paper's Eq. 9) otherwise
     # "memory-bank" (default): nearest-normal distance, see memory_bank.py; "adegan": the paper's GAN;
+    # "clustergan": the same networks and losses trained as ClusterGAN trains (clustergan.py);
     # "autoencoder": the baseline of the benchmarks. The same E and G trained as a plain
     # autoencoder on L_recon only (no discriminator, no pattern head, no L_sl, no L_ip).
     method: str = "memory-bank"
@@ -204,11 +209,26 @@ class TrainConfig:
             raise UsageError(f"interpolation_draws must be at least 2, got {self.interpolation_draws}")
         if not 0.0 <= self.interpolation_fraction <= 1.0:
             raise UsageError(f"interpolation_fraction must be in [0, 1], got {self.interpolation_fraction}")
+        clustergan = self.method == "clustergan"
+        if self.learning_rate is None:
+            object.__setattr__(self, "learning_rate", 1e-4 if clustergan else 2e-4)
+        if self.adam_betas is None:
+            object.__setattr__(self, "adam_betas", (0.5, 0.9) if clustergan else (0.5, 0.999))
+        if not self.learning_rate > 0:
+            raise UsageError(f"learning rate must be positive, got {self.learning_rate}")
+        if self.critic_steps < 1:
+            raise UsageError(f"critic_steps must be at least 1, got {self.critic_steps}")
+        if self.gradient_penalty < 0:
+            raise UsageError(f"gradient_penalty must be >= 0, got {self.gradient_penalty}")
         object.__setattr__(self, "adam_betas", tuple(self.adam_betas))
 
     def loss_weights(self, channels: int) -> tuple[float, float, float]:
-        """(alpha, beta, gamma), with the paper's per-dataset defaults filled in."""
-        defaults = (1.0, 1.0, 10.0) if channels == 1 else (1.0, 10.0, 10.0)
+        """(alpha, beta, gamma), with the paper's per-dataset defaults filled in; ClusterGAN
+        weighs both parts of L_sl by 10 (beta_n = beta_c = 10) on every dataset."""
+        if self.method == "clustergan":
+            defaults = (1.0, 10.0, 10.0)
+        else:
+            defaults = (1.0, 1.0, 10.0) if channels == 1 else (1.0, 10.0, 10.0)
         chosen = (self.alpha, self.beta, self.gamma)
         return tuple(float(d if c is None else c) for c, d in zip(chosen, defaults))
 

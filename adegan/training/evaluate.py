@@ -59,7 +59,8 @@ def load_test_set(model_config: ModelConfig, train_config: TrainConfig, test_sou
 
 # The score parts that mean something per method: a memory bank has one number (its distance), an
 # autoencoder no patterns; printing a pattern AUC of 0.5 for them would only mislead.
-SCORE_PARTS = {"adegan": ("combined", "reconstruction", "pattern"), "autoencoder": ("combined", "reconstruction"),
+SCORE_PARTS = {"adegan": ("combined", "reconstruction", "pattern"),
+               "clustergan": ("combined", "reconstruction", "pattern"), "autoencoder": ("combined", "reconstruction"),
                "memory-bank": ("combined",)}
 
 

@@ -69,16 +69,14 @@ class _DownTrunk(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         channels = block_channels(config)
+        norm = config.trunk_batchnorm  # off for WGAN-GP: its penalty needs a critic of each image alone
         layers: list[nn.Module] = [
             nn.Conv2d(config.channels, channels[0], 4, 2, 1),  # no BatchNorm on the first block
             nn.LeakyReLU(0.2, inplace=True),
         ]
         for c_in, c_out in zip(channels[:-1], channels[1:]):
-            layers += [
-                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(c_out),
-                nn.LeakyReLU(0.2, inplace=True),
-            ]
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not norm), *([nn.BatchNorm2d(c_out)] if norm else []),
+                       nn.LeakyReLU(0.2, inplace=True)]
         self.net = nn.Sequential(*layers)
         self.out_features = channels[-1] * 4 * 4
 

@@ -384,6 +384,11 @@ def _train(model_config, train_config, run_dir: Path, resume, force, log, progre
             raise UsageError(f"{run_dir} was stopped mid-epoch while training on {saved_world} process(es); resume it "
                              f"on {saved_world} (torchrun --nproc-per-node {saved_world}), or from an epoch end")
         log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']}")
+    trainer_class = Trainer
+    if train_config.method == "clustergan":
+        from adegan.training.clustergan import ClusterGanTrainer, networks_config
+
+        trainer_class, model_config = ClusterGanTrainer, networks_config(model_config)
     data = load_source(train_config, model_config.image_size, model_config.channels, log)
     log(f"data: {json.dumps(data.info)}")
     if train_config.method == "memory-bank":
@@ -394,7 +399,7 @@ def _train(model_config, train_config, run_dir: Path, resume, force, log, progre
         if dist.enabled:
             log(f"memory bank: built by rank 0 alone (one pass; the other {dist.world_size - 1} process(es) idle)")
         return memory_bank.fit(model_config, train_config, bank_config, data, run_dir, log)
-    trainer = Trainer(model_config, train_config, data, run_dir, log, progress)
+    trainer = trainer_class(model_config, train_config, data, run_dir, log, progress)
     if state is not None:
         trainer.restore(state)
     if dist.is_main:
