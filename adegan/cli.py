@@ -19,8 +19,8 @@ import typer
 
 from adegan.errors import AdeganError, UsageError
 from adegan.runtime.contract import BACKENDS, PRECISIONS, SCORE_MODES
-from adegan.training.config import (BENCHMARKS, IMAGE_FEATURES, METHODS, PATCH_FEATURES, PATTERN_INPUTS, PRESETS,
-                                    WHOLE_IMAGE_DISTANCES)
+from adegan.training.config import (BENCHMARKS, IMAGE_FEATURES, METHODS, MIXED_PRECISION, PATCH_FEATURES,
+                                    PATTERN_INPUTS, PRESETS, WHOLE_IMAGE_DISTANCES)
 
 INTERRUPTED = 130
 
@@ -39,6 +39,7 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 
 ScoreMode = _choices("ScoreMode", SCORE_MODES)
 Method = _choices("Method", METHODS)
+MixedPrecision = _choices("MixedPrecision", MIXED_PRECISION)
 WholeImageDistance = _choices("WholeImageDistance", WHOLE_IMAGE_DISTANCES)
 PatchFeatures = _choices("PatchFeatures", PATCH_FEATURES)
 ImageFeatures = _choices("ImageFeatures", IMAGE_FEATURES)
@@ -166,6 +167,9 @@ def train(
                                                    "GAN).", rich_help_panel=SCORE),
     seed: int = typer.Option(0, help="Seed for the split, initialization and sampling.", rich_help_panel=RUN),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, or cuda[:N].", rich_help_panel=RUN),
+    mixed_precision: MixedPrecision = typer.Option("auto", help="Training passes under bf16 autocast: auto (on a "
+                                                   "CUDA GPU only), bf16, or off (fp32 throughout).",
+                                                   rich_help_panel=RUN),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint, with its "
                                 "saved settings (only --epochs may change).", rich_help_panel=RUN),
     force: bool = typer.Option(False, "--force", help="Replace a run that already exists in --out.", rich_help_panel=RUN),
@@ -188,6 +192,7 @@ def train(
             pattern_input=pattern_input.value, score_mode=score_mode.value if score_mode else None,
             noise_loss_weight=noise_loss_weight,
             method=method.value, max_train_images=max_train_images, device=device,
+            mixed_precision=mixed_precision.value,
         )
         bank_config = MemoryBankConfig(patch_size, blur, neighbours, bank_size, distance.value, patch_features.value,
                                        image_features.value)

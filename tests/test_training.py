@@ -181,3 +181,32 @@ def test_autoencoder_baseline_trains_on_reconstruction_only(synthetic_data, tmp_
 def test_unknown_method_is_refused():
     with pytest.raises(UsageError, match="method must be one of"):
         TrainConfig(source="x", method="vae")
+
+
+@pytest.mark.parametrize("setting, expected", [("bf16", True), ("auto", False), ("off", False)])
+def test_mixed_precision_setting_decides_autocast_of_the_training_passes(synthetic_data, tmp_path, monkeypatch,
+                                                                         setting, expected):
+    seen = []
+    original = Trainer.train_step
+
+    def spy(self, real):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return original(self, real)
+
+    monkeypatch.setattr(Trainer, "train_step", spy)
+    config = config_for(synthetic_data["train"], epochs=1, mixed_precision=setting, device="cpu")
+    result = train(TINY, config, tmp_path / "run", progress=False, log=lambda m: None)
+    assert set(seen) == {expected}  # auto is fp32 on a CPU: bf16 autocast is for GPUs
+    assert np.isfinite(result.calibration.mu_e)
+    with pytest.raises(UsageError, match="mixed precision must be one of"):
+        TrainConfig(source="x", mixed_precision="fp8")
+
+
+def test_learned_view_network_trains_under_bf16(synthetic_data):
+    from adegan.training.learned_features import train_rotation_net
+
+    images = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)[None] for p in
+                       sorted(synthetic_data["train"].glob("*.png"))[:64]])
+    net = train_rotation_net(images, "cpu", seed=0, bf16=True)
+    logits, features = net(torch.from_numpy(images[:8]).float() / 255.0)
+    assert logits.dtype == torch.float32 and torch.isfinite(features).all()

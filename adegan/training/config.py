@@ -18,6 +18,7 @@ GAN_METHODS = ("adegan", "clustergan")  # methods whose G and E are trained adve
 BENCHMARKS = ("mnist", "fashion-mnist", "cifar10")  # sources read by name, for leave-one-class-out
 WHOLE_IMAGE_DISTANCES = ("cosine", "l2", "max-z", "mean-z")
 PATCH_FEATURES = ("gradients", "line", "pixels")  # what a patch holds: brightness changes, line evidence, mean-removed pixels
+MIXED_PRECISION = ("auto", "bf16", "off")  # auto: bf16 autocast on CUDA, full fp32 on a CPU
 IMAGE_FEATURES = ("learned", "pixels", "pixels+learned")  # whole images: blurred pixels, learned features, or both
 PRESETS = {"default": {}, "tiny": {"width": 8}}  # model sizes: tiny is for tests and demos
 WHOLE_IMAGE_MAX_SIZE = 64  # up to this size a memory bank compares whole images, above it patches
@@ -185,8 +186,11 @@ class TrainConfig:
     method: str = "memory-bank"
     max_train_images: int | None = None  # subsample the training normals (CPU budgets)
     device: str = "auto"
+    mixed_precision: str = "auto"  # training passes in bf16 autocast: auto (on CUDA only), bf16, off
 
     def __post_init__(self):
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise UsageError(f"mixed precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
         if self.epochs < 1:
             raise UsageError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 2:
@@ -231,6 +235,11 @@ class TrainConfig:
             defaults = (1.0, 1.0, 10.0) if channels == 1 else (1.0, 10.0, 10.0)
         chosen = (self.alpha, self.beta, self.gamma)
         return tuple(float(d if c is None else c) for c, d in zip(chosen, defaults))
+
+    def uses_bf16(self, device_type: str) -> bool:
+        """Whether training passes run under bf16 autocast on this device: bf16 keeps fp32's
+        exponent range, so no loss scaling is needed; on a CPU it is slower, so auto leaves it off."""
+        return self.mixed_precision == "bf16" or (self.mixed_precision == "auto" and device_type == "cuda")
 
     def with_changes(self, **changes) -> "TrainConfig":
         return replace(self, **changes)

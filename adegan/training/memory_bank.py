@@ -338,10 +338,12 @@ class BankFacts:
 
 
 def build_detector(model_config: ModelConfig, config: MemoryBankConfig, train_uint8: np.ndarray,
-                   device, seed: int = 0, held_out_uint8: np.ndarray | None = None) -> tuple[MemoryBankDetector, BankFacts]:
+                   device, seed: int = 0, held_out_uint8: np.ndarray | None = None,
+                   bf16: bool = False) -> tuple[MemoryBankDetector, BankFacts]:
     """Store the features of the training normals (a coreset of them above `bank_size` rows).
     For the max-z and mean-z distances, `held_out_uint8` (normals not in the bank) standardises
-    both views."""
+    both views. `bf16` trains the learned view's network under bf16 autocast (its bank features
+    are still computed in fp32)."""
     start = time.perf_counter()
     detector = MemoryBankDetector(model_config, config).to(device).eval()
     features = bank_features(detector, train_uint8, device)
@@ -351,7 +353,7 @@ def build_detector(model_config: ModelConfig, config: MemoryBankConfig, train_ui
         features = features[kept]
     net, learned_bank = None, None
     if config.learns_features(model_config.image_size):  # rows are images: the coreset's picks index them
-        net = train_rotation_net(train_uint8, device, seed)
+        net = train_rotation_net(train_uint8, device, seed, bf16)
         learned_bank = learned_features(net, train_uint8 if kept is None else train_uint8[kept.cpu().numpy()], device)
     detector = MemoryBankDetector(model_config, config, features.cpu(), net, learned_bank).to(device).eval()
     if config.standardises_views(model_config.image_size):
@@ -427,7 +429,7 @@ def fit(model_config: ModelConfig, train_config, bank_config: MemoryBankConfig |
         f"{bank_config.sigma(model_config.image_size):g} px, k = {bank_config.k(model_config.image_size)}")
     try:
         detector, facts = build_detector(model_config, bank_config, data.train, device, train_config.seed,
-                                         data.calibration)
+                                         data.calibration, train_config.uses_bf16(device.type))
     except KeyboardInterrupt:
         raise TrainingInterrupted(f"interrupted while building the memory bank; nothing was saved in {run_dir}: "
                                   f"run the same command again with --force (a build takes one pass)",

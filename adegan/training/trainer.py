@@ -214,6 +214,12 @@ class Trainer:
         rows = order[slot * size:(slot + 1) * size]
         return self.train_images[rows].float() * (2.0 / 255.0) - 1.0  # uint8 -> [-1, 1]
 
+    def autocast(self):
+        """bf16 autocast for the training passes when TrainConfig.uses_bf16 says so (the weights,
+        optimizer state and calibration stay fp32)."""
+        enabled = self.train_config.uses_bf16(self.device.type)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
     def detector(self) -> Detector:
         return Detector(self.generator, self.extractor, self.train_config.method == "autoencoder")
 
@@ -257,7 +263,8 @@ class Trainer:
         sums, count, shown = {}, 0, 0
         epoch_start = time.perf_counter()
         while self.batch_in_epoch < self.steps_per_epoch:
-            step_losses = self.train_step(self.real_batch(order, self.batch_in_epoch))
+            with self.autocast():
+                step_losses = self.train_step(self.real_batch(order, self.batch_in_epoch))
             for name, value in step_losses.items():
                 sums[name] = sums.get(name, 0.0) + value
             count += 1
@@ -409,8 +416,9 @@ def _train(model_config, train_config, run_dir: Path, resume, force, log, progre
                             "effective_batch": train_config.batch_size * dist.world_size}})
     device_name = torch.cuda.get_device_name(trainer.device) if trainer.device.type == "cuda" else "cpu"
     ranks = f" x {dist.world_size} processes ({dist.backend})" if dist.enabled else ""
-    log(f"training on {device_name}{ranks}: {len(data.train)} images, {trainer.steps_per_epoch} steps/epoch, "
-        f"{train_config.epochs} epochs")
+    precision = "bf16 autocast" if train_config.uses_bf16(trainer.device.type) else "fp32"
+    log(f"training on {device_name}{ranks} ({precision}): {len(data.train)} images, {trainer.steps_per_epoch} "
+        f"steps/epoch, {train_config.epochs} epochs")
     result = trainer.fit()
     if result.calibration is None and dist.is_main:  # resumed a run that had already finished
         result.calibration = trainer.calibrate()
