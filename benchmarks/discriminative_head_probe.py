@@ -33,9 +33,7 @@ synthetic defects have twice ranked recipes unlike real cracks).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +42,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchmark_results import save_results  # noqa: E402
-from defect_benchmark import DEFECT_MAKERS, load_npz, make_folds, model_images  # noqa: E402
-from line_view_probe import view_scores  # noqa: E402
+from defect_benchmark import DEFECT_MAKERS, load_npz, model_images  # noqa: E402
+from line_view_probe import run_protocols, view_scores  # noqa: E402
 from patch_feature_probe import fold_split  # noqa: E402
 
 CROP = 64
@@ -199,20 +196,7 @@ def main() -> None:
     args = parser.parse_args()
     data = load_npz(args.npz)
     images = model_images(data["images"], 256, 3)
-    results = {}
-    for seed in args.seeds:
-        for protocol in args.protocols:
-            per_fold = []
-            for fold, test_index in enumerate(make_folds(data, args.folds, seed)):
-                start = time.perf_counter()
-                train_index = np.setdiff1d(np.flatnonzero(data["labels"] == 0), test_index)
-                per_fold.append(run_fold(data, images, train_index, test_index, seed * 100 + fold, protocol, args))
-                print(json.dumps({"seed": seed, "protocol": protocol, "fold": fold, **per_fold[-1],
-                                  "seconds": round(time.perf_counter() - start)}), flush=True)
-            means = {name: round(float(np.mean([f[name] for f in per_fold])), 4) for name in per_fold[0]}
-            results.setdefault(protocol, {})[str(seed)] = {"mean": means, "per_fold": per_fold}
-            print(json.dumps({"seed": seed, "protocol": protocol, "mean": means}), flush=True)
-            save_results(args.out, args, {"results": results})
+    run_protocols(data, images, args, lambda *fold: run_fold(*fold, args))
 
 
 if __name__ == "__main__":

@@ -111,19 +111,10 @@ def run_fold(data, images, train_index, test_index, seed, protocol: str) -> dict
     return {name: round(float(roc_auc(labels, s)), 4) for name, s in scores.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--npz", type=Path, required=True)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--protocols", nargs="+", default=["validation", "validation-faint", "test"],
-                        choices=["validation", "validation-faint", "test"])
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/line_view_probe.json"))
-    args = parser.parse_args()
-    torch.set_grad_enabled(False)
-    data = load_npz(args.npz)
-    images = model_images(data["images"], 256, 3)
+def run_protocols(data, images, args, run_fold) -> None:
+    """Every seed x protocol x part-wise fold of `args`, printed as it goes; per seed and protocol
+    the fold AUCs and their mean, saved to args.out after each protocol (a stopped probe keeps them).
+    `run_fold(data, images, train_index, test_index, fold_seed, protocol)` returns {recipe: AUC}."""
     results = {}
     for seed in args.seeds:
         for protocol in args.protocols:
@@ -137,7 +128,23 @@ def main() -> None:
             means = {name: round(float(np.mean([f[name] for f in per_fold])), 4) for name in per_fold[0]}
             results.setdefault(protocol, {})[str(seed)] = {"mean": means, "per_fold": per_fold}
             print(json.dumps({"seed": seed, "protocol": protocol, "mean": means}), flush=True)
-    save_results(args.out, args, {"results": results})
+            save_results(args.out, args, {"results": results})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--npz", type=Path, required=True)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--protocols", nargs="+", default=["validation", "validation-faint", "test"],
+                        choices=["validation", "validation-faint", "test"])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/line_view_probe.json"))
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    data = load_npz(args.npz)
+    images = model_images(data["images"], 256, 3)
+    run_protocols(data, images, args, run_fold)
 
 
 if __name__ == "__main__":

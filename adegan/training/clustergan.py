@@ -79,7 +79,6 @@ class ClusterGanTrainer(Trainer):
     def generator_extractor_step(self, batch: int) -> dict[str, torch.Tensor]:
         """G and E on -E[D(G(z))] + beta * L_sl, and E alone on alpha * L_ip (interpolations detached)."""
         G, D, E, opt = self.generator, self.discriminator, self.extractor, self.optimizers
-        K, d = self.model_config.n_patterns, self.model_config.latent_dim
         z_n, index = self.sample_latent(batch)
         fake = G(z_n, self.one_hot(index))
         adversarial = -D(fake).mean()
@@ -88,11 +87,8 @@ class ClusterGanTrainer(Trainer):
         total = adversarial + self.beta * sl_loss
         ip_loss = fake.new_zeros(())
         if self.train_config.use_ip_loss and self.alpha > 0:
-            index_a, index_b = losses.different_pattern_pairs(batch, K, device=self.device)
-            z_n_a, z_n_b = (losses.sample_noise(batch, d, self.model_config.noise_std, device=self.device)
-                            for _ in range(2))
             with torch.no_grad():
-                interpolated = G(*losses.different_pattern_interpolation(z_n_a, z_n_b, index_a, index_b, K))
+                interpolated = G(*self.different_pattern_codes(batch))
             ip_loss = losses.interpolation_loss(E(interpolated)[0])
             total = total + self.alpha * ip_loss
         D.requires_grad_(False)  # the critic is only read here

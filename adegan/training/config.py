@@ -14,7 +14,6 @@ from adegan.runtime.contract import SCORE_MODES
 IMAGE_SIZES = (32, 64, 128, 256)
 PATTERN_INPUTS = ("softmax", "hard")
 METHODS = ("memory-bank", "adegan", "clustergan", "autoencoder")
-GAN_METHODS = ("adegan", "clustergan")  # methods whose G and E are trained adversarially
 BENCHMARKS = ("mnist", "fashion-mnist", "cifar10")  # sources read by name, for leave-one-class-out
 WHOLE_IMAGE_DISTANCES = ("cosine", "l2", "max-z", "mean-z")
 PATCH_FEATURES = ("gradients", "line", "pixels")  # what a patch holds: brightness changes, line evidence, mean-removed pixels

@@ -132,6 +132,14 @@ class Trainer:
             z_n[:n_interp], _ = losses.same_pattern_interpolation(draws, index[:n_interp])
         return z_n, index
 
+    def different_pattern_codes(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z_n, z_c) of interpolations between two different patterns a != b, for L_ip (Eq. 6)."""
+        K, d = self.model_config.n_patterns, self.model_config.latent_dim
+        index_a, index_b = losses.different_pattern_pairs(batch, K, device=self.device)
+        z_n_a, z_n_b = (losses.sample_noise(batch, d, self.model_config.noise_std, device=self.device)
+                        for _ in range(2))
+        return losses.different_pattern_interpolation(z_n_a, z_n_b, index_a, index_b, K)
+
     def one_hot(self, index: torch.Tensor) -> torch.Tensor:
         return F.one_hot(index, self.model_config.n_patterns).float()
 
@@ -176,15 +184,12 @@ class Trainer:
     def joint_stage(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """Stage 2 (Eq. 8): G and E on alpha*L_ip + beta*L_sl + gamma*L_recon."""
         G, E, opt = self.generator, self.extractor, self.optimizers
-        batch, K, d = real.shape[0], self.model_config.n_patterns, self.model_config.latent_dim
+        batch = real.shape[0]
         z_n, index = self.sample_latent(batch)
         codes = [(z_n, self.one_hot(index))]
         use_ip = self.train_config.use_ip_loss and self.alpha > 0
         if use_ip:  # between two different patterns a != b (Eq. 6)
-            index_a, index_b = losses.different_pattern_pairs(batch, K, device=self.device)
-            z_n_a, z_n_b = (losses.sample_noise(batch, d, self.model_config.noise_std, device=self.device)
-                            for _ in range(2))
-            codes.append(losses.different_pattern_interpolation(z_n_a, z_n_b, index_a, index_b, K))
+            codes.append(self.different_pattern_codes(batch))
         generated = G(torch.cat([c[0] for c in codes]), torch.cat([c[1] for c in codes]))
         fake, interpolated = generated[:batch], generated[batch:]
         # E sees [generated ; interpolated (detached: L_ip penalizes E only) ; real] as one batch.
