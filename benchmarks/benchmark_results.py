@@ -12,10 +12,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 
+def _plain(value):
+    """An argument as JSON can hold it: paths (also inside lists) as strings."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
 def save_results(path: Path, args, payload: dict, machine_detail: str = "") -> None:
     result = {
         "command": shlex.join(["python", *sys.argv]),
-        "arguments": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
+        "arguments": {key: _plain(value) for key, value in vars(args).items()},
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
                    + (f", {machine_detail}" if machine_detail else ""),

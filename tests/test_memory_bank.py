@@ -97,6 +97,57 @@ def test_the_bank_bounds_its_batch_by_memory():
     assert detector.max_batch * 31 * 31 * 16384 * 4 <= 256 << 20 and detector.max_batch >= 1
 
 
+
+@pytest.mark.parametrize("image_size", [32, 128])  # whole images (pixels+learned), patches
+def test_the_exported_graph_reads_each_bank_once_as_rows(image_size, tmp_path, monkeypatch):
+    """The bank is stored once, as rows, and compared by a Gemm with transB: no transposed copy in
+    the file (twice the bundle) and neighbours gathered as contiguous rows (a strided gather over
+    a (D, M) bank was the largest cost of a batch-1 frame)."""
+    import onnx
+
+    from adegan.export.onnx import torch2onnx
+    from adegan.training import learned_features
+
+    monkeypatch.setattr(learned_features, "MIN_STEPS", 2)
+    rng = np.random.default_rng(0)
+    config = ModelConfig(image_size=image_size, channels=1)
+    detector, _ = build_detector(config, MemoryBankConfig(), rng.integers(0, 255, (30, 1, image_size, image_size),
+                                                                          dtype=np.uint8), "cpu",
+                                 held_out_uint8=rng.integers(0, 255, (8, 1, image_size, image_size), dtype=np.uint8))
+    path = tmp_path / "model.onnx"
+    torch2onnx(detector, path, 1, image_size)
+    graph = onnx.load(str(path)).graph
+    shapes = [tuple(t.dims) for t in graph.initializer]
+    banks = ["bank", "learned_bank"] if image_size == 32 else ["bank"]
+    assert detector.learned == (image_size == 32)
+    for name in banks:
+        rows = tuple(getattr(detector, name).shape)
+        assert shapes.count(rows) == 1 and rows[::-1] not in shapes, name
+        gemms = [n for n in graph.node if n.op_type == "Gemm" and name in n.input]
+        assert gemms and all(any(a.name == "transB" and a.i == 1 for a in n.attribute) for n in gemms), name
+        assert not [n for n in graph.node if n.op_type == "Gather" and name in n.input
+                    and any(a.name == "axis" and a.i != 0 for a in n.attribute)], name
+
+
+def test_a_checkpoint_with_the_transposed_banks_still_loads(monkeypatch):
+    """Checkpoints written before the banks were stored as rows held them transposed (bank_t,
+    learned_bank_t)."""
+    from adegan.training import learned_features
+    from adegan.training.memory_bank import detector_from_state
+
+    monkeypatch.setattr(learned_features, "MIN_STEPS", 2)
+    rng = np.random.default_rng(1)
+    config, bank_config = ModelConfig(image_size=32, channels=1), MemoryBankConfig(image_features="pixels+learned")
+    detector, _ = build_detector(config, bank_config, rng.integers(0, 255, (30, 1, 32, 32), dtype=np.uint8), "cpu",
+                                 held_out_uint8=rng.integers(0, 255, (8, 1, 32, 32), dtype=np.uint8))
+    state = detector.state_dict()
+    for name in ("bank", "learned_bank"):
+        state[f"{name}_t"] = state.pop(name).t().contiguous()
+    loaded = detector_from_state(config, bank_config, state)
+    images = torch.rand(4, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(images)[0], detector(images)[0])
+
 def test_bad_memory_bank_options_are_refused():
     for options in ({"patch_size": 1}, {"blur": -1.0}, {"neighbours": 0}, {"bank_size": 0}, {"patch_features": "edges"}):
         with pytest.raises(UsageError):
@@ -273,7 +324,7 @@ def test_learned_features_standardise_beside_the_pixel_views(monkeypatch):
     normals = rng.integers(0, 255, (60, 1, 32, 32), dtype=np.uint8)
     detector, _ = build_detector(config, MemoryBankConfig(image_features="pixels+learned"), normals[:40], "cpu",
                                  held_out_uint8=normals[40:])
-    assert detector.learned and detector.learned_bank_t.shape == (learned_features.FEATURES, 40)
+    assert detector.learned and detector.learned_bank.shape == (40, learned_features.FEATURES)
     held_out = torch.from_numpy(normals[40:]).float() / 255
     with torch.no_grad():
         pixel_views = detector.view_distances(detector.features(held_out), 5)[:2]

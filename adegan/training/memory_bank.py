@@ -114,10 +114,11 @@ class MemoryBankDetector(nn.Module):
             self.register_buffer("patch_kernel", extract)
         dim = channels * size * size if self.whole_image else maps * self.patch_size ** 2
         bank = torch.zeros(1, dim) if bank is None else bank
-        # Stored transposed, (D, M), so the exported MatMul reads it in place (a (M, D) bank made
-        # the exporter fold in a transposed copy: twice the bundle). A Parameter (frozen) so the
-        # usual `next(detector.parameters())` finds the device.
-        self.bank_t = nn.Parameter(bank.float().t().contiguous(), requires_grad=False)
+        # Stored as rows, (M, D), and compared by `similarity` (a Gemm that reads it transposed in
+        # place: no copy in the bundle) so a neighbour is one contiguous row to gather; a (D, M)
+        # bank made each gather a strided walk over the whole bank, the largest cost of a
+        # batch-1 frame. A Parameter (frozen) so `next(detector.parameters())` finds the device.
+        self.bank = nn.Parameter(bank.float().contiguous(), requires_grad=False)
         self.register_buffer("bank_sq_norm", (bank.float() * bank.float()).sum(1))
         self.register_buffer("map_scale", torch.ones(()))  # patch distance -> residual units
         self.learned = config.learns_features(size)
@@ -125,7 +126,7 @@ class MemoryBankDetector(nn.Module):
             self.feature_net = (feature_net or RotationNet(channels)).eval()
             learned_bank = torch.zeros(1, FEATURES) if learned_bank is None else learned_bank
             unit_rows = F.normalize(learned_bank.float(), dim=1)  # compared by cosine only: stored unit length
-            self.learned_bank_t = nn.Parameter(unit_rows.t().contiguous(), requires_grad=False)
+            self.learned_bank = nn.Parameter(unit_rows.contiguous(), requires_grad=False)
         # Mean and std over held-out normals of each view's distance: cosine, L2 (and learned).
         self.register_buffer("view_mean", torch.zeros(3 if self.learned else 2))
         self.register_buffer("view_std", torch.ones(3 if self.learned else 2))
@@ -135,11 +136,11 @@ class MemoryBankDetector(nn.Module):
 
     @property
     def bank_size(self) -> int:
-        return self.bank_t.shape[1]
+        return self.bank.shape[0]
 
     def bank_rows(self, index: torch.Tensor) -> torch.Tensor:
         """Bank rows at `index` (any shape I) -> (*I, D)."""
-        return self.bank_t[:, index].movedim(0, -1)
+        return self.bank[index]
 
     # ----- features -------------------------------------------------------------------------
     def blur(self, images: torch.Tensor) -> torch.Tensor:
@@ -204,7 +205,7 @@ class MemoryBankDetector(nn.Module):
             residual = (blurred - nearest).abs().mean(dim=1, keepdim=True)
             reference = nearest
         else:
-            cross = features @ self.bank_t  # (N, L, M)
+            cross = similarity(features.flatten(0, 1), self.bank).reshape(*features.shape[:2], -1)  # (N, L, M)
             squared = (features * features).sum(dim=2, keepdim=True) - 2.0 * cross + self.bank_sq_norm
             nearest, _ = squared.topk(k, dim=2, largest=False)
             patch_distance = nearest.mean(dim=2).clamp_min(0.0).sqrt()  # (N, L)
@@ -222,14 +223,14 @@ class MemoryBankDetector(nn.Module):
         mean over the k nearest bank images."""
         features = self.feature_net(images)[1]
         unit = features / (features.norm(dim=1, keepdim=True) + 1e-6)
-        _, index = (unit @ self.learned_bank_t).topk(k, dim=1)
-        unit_neighbours = self.learned_bank_t[:, index].movedim(0, -1)  # (N, k, D), unit rows
+        _, index = similarity(unit, self.learned_bank).topk(k, dim=1)
+        unit_neighbours = self.learned_bank[index]  # (N, k, D), unit rows
         return 0.5 * ((unit.unsqueeze(1) - unit_neighbours) ** 2).sum(dim=2).mean(dim=1), index[:, 0]
 
     def view_distances(self, features: torch.Tensor, k: int):
         """Whole images: (cosine distance, L2 distance, cosine-nearest index, L2-nearest index),
         each distance the mean over the k nearest bank images; one matrix product for both."""
-        dot = features @ self.bank_t  # (N, M): finds the neighbours
+        dot = similarity(features, self.bank)  # (N, M): finds the neighbours
         squared_norm = (features * features).sum(dim=1, keepdim=True)
         cosine = dot / (squared_norm.sqrt() * self.bank_sq_norm.sqrt() + 1e-6)
         _, cosine_index = cosine.topk(k, dim=1)
@@ -269,6 +270,13 @@ class MemoryBankDetector(nn.Module):
     def forward(self, images: torch.Tensor):
         _, distance, probs, residual = self.explain(images)
         return distance, probs, residual
+
+
+def similarity(rows: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """(N, D) rows . (M, D) bank rows -> (N, M) dot products. With a (zero) bias `F.linear`
+    exports as one Gemm with transB set, which reads the bank in place; without one the exporter
+    writes a MatMul and a transposed copy of the bank into the file (twice the bundle)."""
+    return F.linear(rows, bank, bank.new_zeros(bank.shape[0]))
 
 
 # ----- building the bank -----------------------------------------------------------------------
@@ -387,8 +395,12 @@ def set_map_scale(detector: MemoryBankDetector, threshold_distance: float) -> No
 
 def detector_from_state(model_config: ModelConfig, config: MemoryBankConfig, state: dict) -> MemoryBankDetector:
     """Rebuild the detector saved in a checkpoint (bank shape read from the state)."""
-    learned_bank = torch.zeros_like(state["learned_bank_t"]).t() if "learned_bank_t" in state else None
-    detector = MemoryBankDetector(model_config, config, torch.zeros_like(state["bank_t"]).t(), learned_bank=learned_bank)
+    state = dict(state)
+    for old, new in (("bank_t", "bank"), ("learned_bank_t", "learned_bank")):  # checkpoints before 2026-12-03
+        if old in state:
+            state[new] = state.pop(old).t().contiguous()
+    learned_bank = torch.zeros_like(state["learned_bank"]) if "learned_bank" in state else None
+    detector = MemoryBankDetector(model_config, config, torch.zeros_like(state["bank"]), learned_bank=learned_bank)
     detector.load_state_dict(state)
     return detector.eval()
 
