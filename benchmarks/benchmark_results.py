@@ -32,3 +32,24 @@ def save_results(path: Path, args, payload: dict, machine_detail: str = "") -> N
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def probe_trained_runs(doc: str, probe) -> None:
+    """The command line of a probe over trained leave-one-class-out runs: `probe(run_dir) -> dict`
+    for every seed*_class* run with a checkpoint in the given variant folders, one JSON line per
+    run, and with --out the rows in one results file."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
+    parser.add_argument("variants", nargs="+", type=Path, help="folders of runs (seed*_class*) of one variant each")
+    parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    rows = []
+    for folder in args.variants:
+        for run_dir in sorted(folder.glob("seed*_class*")):
+            if (run_dir / "checkpoint.pt").exists():
+                rows.append({"variant": folder.name, **probe(run_dir)})
+                print(json.dumps(rows[-1]), flush=True)
+    if args.out:
+        save_results(args.out, args, {"rows": rows})

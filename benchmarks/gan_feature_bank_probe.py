@@ -12,8 +12,6 @@ run's test split: an exploration of the lead, not a choice of default (that need
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -76,21 +74,9 @@ def probe_run(run_dir: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("variants", nargs="+", type=Path, help="folders of runs (seed*_class*) of the GAN")
-    parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
-    args = parser.parse_args()
-    rows = []
-    for folder in args.variants:
-        for run_dir in sorted(folder.glob("seed*_class*")):
-            if (run_dir / "checkpoint.pt").exists():
-                rows.append({"variant": folder.name, **probe_run(run_dir)})
-                print(json.dumps(rows[-1]), flush=True)
-    if args.out:
-        from benchmark_results import save_results
+    from benchmark_results import probe_trained_runs
 
-        save_results(args.out, args, {"rows": rows})
+    probe_trained_runs(__doc__, probe_run)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ calibration normals of each run's own split (never in training; labels from the 
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -47,21 +45,9 @@ def run_purity(run_dir: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("variants", nargs="+", type=Path, help="folders of runs (seed*_class*) of one variant each")
-    parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
-    args = parser.parse_args()
-    rows = []
-    for folder in args.variants:
-        for run_dir in sorted(folder.glob("seed*_class*")):
-            if (run_dir / "checkpoint.pt").exists():
-                rows.append({"variant": folder.name, **run_purity(run_dir)})
-                print(json.dumps(rows[-1]), flush=True)
-    if args.out:
-        from benchmark_results import save_results
+    from benchmark_results import probe_trained_runs
 
-        save_results(args.out, args, {"rows": rows})
+    probe_trained_runs(__doc__, run_purity)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ files and the same bundle, side by side:
   bare_ort     the bundle's model.onnx on preloaded float arrays, the same slices per call
   torch_eager  the same detector in torch: decode + preprocess + forward + score, same slices
 at batch 1 and at score's default batch (32; a memory bank splits it to its bundle's
-max_inference_batch, and the other two use the same slices). Ratios: score / bare_ort and
-score / torch_eager.
+max_inference_batch, and the other two use the same slices). Each rate is measured --repeats times
+(default 3), the three interleaved, and the median is reported (every repeat is in the JSON):
+short runs on a shared 2-core machine move by 20 %. Ratios: score / bare_ort and score / torch_eager.
 
 Watch: `adegan watch --video` at batch 1 on a 640 x 480 video, pinned to one core (taskset -c 0)
 when taskset exists, ms per frame p50 / p99 from watch's own summary.
@@ -124,7 +125,7 @@ def torch_eager(run: Path, paths: list[Path], size: int, batch: int, max_inferen
     return len(paths) / (time.perf_counter() - start)
 
 
-def scoring_rows(work: Path, size: int, count: int, image_features: str | None) -> dict:
+def scoring_rows(work: Path, size: int, count: int, image_features: str | None, repeats: int) -> dict:
     from adegan.runtime.images import read_image, to_float, to_model_uint8
 
     run, bundle = make_bundle(work, size, image_features)
@@ -137,16 +138,21 @@ def scoring_rows(work: Path, size: int, count: int, image_features: str | None) 
     rows = {"image_size": size, "images": count, "max_inference_batch": max_inference_batch,
             "bundle_mb": round(sum(f.stat().st_size for f in bundle.iterdir() if f.is_file()) / 1e6, 1)}
     for batch in (1, SCORE_BATCH):
-        summary = score_command(bundle, folder, work / f"scores{size}_{batch}.csv", batch)
-        ort_rate = bare_onnxruntime(bundle, preloaded, batch, max_inference_batch)
-        eager_rate = torch_eager(run, paths, size, batch, max_inference_batch)
+        rates = {"score": [], "bare_ort": [], "torch_eager": []}
+        for repeat in range(repeats):  # interleaved, so a slow spell of the machine touches all three alike
+            summary = score_command(bundle, folder, work / f"scores{size}_{batch}_{repeat}.csv", batch)
+            rates["score"].append(summary["images_per_second"])
+            rates["bare_ort"].append(bare_onnxruntime(bundle, preloaded, batch, max_inference_batch))
+            rates["torch_eager"].append(torch_eager(run, paths, size, batch, max_inference_batch))
+        score_rate, ort_rate, eager_rate = (float(np.median(rates[name])) for name in rates)
         rows[f"batch_{batch}"] = {
-            "score_images_per_second": summary["images_per_second"],
-            "score_ms_per_image": round(1000 / summary["images_per_second"], 3),
+            "score_images_per_second": round(score_rate, 1),
+            "score_ms_per_image": round(1000 / score_rate, 3),
             "bare_ort_images_per_second": round(ort_rate, 1),
             "torch_eager_images_per_second": round(eager_rate, 1),
-            "score_over_bare_ort": round(summary["images_per_second"] / ort_rate, 3),
-            "score_over_torch_eager": round(summary["images_per_second"] / eager_rate, 3),
+            "score_over_bare_ort": round(score_rate / ort_rate, 3),
+            "score_over_torch_eager": round(score_rate / eager_rate, 3),
+            "each_repeat": {name: [round(rate, 1) for rate in values] for name, values in rates.items()},
         }
         print(json.dumps({"size": size, "batch": batch, **rows[f"batch_{batch}"]}), flush=True)
     return rows
@@ -222,6 +228,7 @@ def main() -> None:
                         help="files scored per size (same order as --score-sizes)")
     parser.add_argument("--train-sizes", type=int, nargs="+", default=[32, 64, 128, 256])
     parser.add_argument("--watch-frames", type=int, default=600)
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per rate; the median is reported")
     parser.add_argument("--image-features", choices=["pixels", "learned", "pixels+learned"],
                         help="the bank's whole-image features (default: adegan train's for the size)")
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/speed.json"))
@@ -230,7 +237,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp())
     try:
-        scoring = [scoring_rows(work, size, count, args.image_features)
+        scoring = [scoring_rows(work, size, count, args.image_features, args.repeats)
                    for size, count in zip(args.score_sizes, args.images)]
         watch = watch_row(work, work / f"bundle{args.score_sizes[0]}", args.watch_frames)
         print(json.dumps({"watch": watch}), flush=True)
