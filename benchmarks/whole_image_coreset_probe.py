@@ -1,0 +1,95 @@
+"""Probe: a greedy coreset of the whole-image bank (fewer rows), on pseudo-anomaly validation.
+
+Why: at batch 1 a whole-image frame spends most of its time reading the bank (one matrix-vector
+product per view over every row), so `watch`'s latency grows with the number of training
+images; a coreset (`--bank-size`, PatchCore's greedy k-centre, already used for patches) caps
+it. This measures what it costs, or buys, in detection before any test split is looked at.
+
+Protocol: `loco_validation.py`'s (no test image, no true anomaly class: a normal class plays the
+anomaly), with the product's own default detector (`build_detector`, pixels+learned, mean-z) built
+once per class on the full bank; the coreset variants keep the same learned network and take
+the rows the greedy coreset picks from the pixel features, then standardise on the same
+held-out normals, as `build_detector` does when a bank exceeds `bank_size`.
+
+Rule, written before any result of this probe was seen: the smallest size whose mean validation
+AUC over the three data sets is at least the full bank's minus 0.002 becomes the candidate for a
+test-split run (3 seeds, beside the full bank); none of it changes a default by itself.
+
+    python benchmarks/whole_image_coreset_probe.py mnist fashion-mnist cifar10 --sizes 1024 2048 4096
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from benchmark_results import save_results  # noqa: E402
+from loco_validation import split_indices  # noqa: E402
+
+
+def validate_class(images: np.ndarray, labels: np.ndarray, anomaly_class: int, seed: int, sizes: list[int]) -> dict:
+    from adegan.training.config import MemoryBankConfig, ModelConfig
+    from adegan.training.inference import detector_outputs
+    from adegan.training.memory_bank import (MemoryBankDetector, bank_features, build_detector, greedy_coreset,
+                                             learned_features, standardise_views)
+    from adegan.training.metrics import roc_auc
+
+    pseudo = (anomaly_class + 1) % 10
+    train, calibration = split_indices(labels, anomaly_class, seed, 10000)
+    bank_images = images[train[labels[train] != pseudo]]
+    held = np.random.default_rng(seed).permutation(calibration[labels[calibration] != pseudo])
+    standardise, validation_normals = held[: len(held) // 2], held[len(held) // 2:]
+    query = np.concatenate([validation_normals, train[labels[train] == pseudo][:1000]])
+    query_labels = np.r_[np.zeros(len(validation_normals)), np.ones(len(query) - len(validation_normals))]
+    model_config = ModelConfig(image_size=images.shape[-1], channels=images.shape[1])
+    start = time.perf_counter()
+    full, facts = build_detector(model_config, MemoryBankConfig(), bank_images, "cpu", seed, images[standardise])
+    row = {"anomaly_class": anomaly_class, "pseudo_anomaly_class": pseudo, "bank_rows": facts.rows_kept,
+           "build_seconds": round(time.perf_counter() - start, 1),
+           "full": round(float(roc_auc(query_labels, detector_outputs(full, images[query], "cpu")[0])), 4)}
+    features = bank_features(full, bank_images, "cpu")
+    learned = learned_features(full.feature_net, bank_images, "cpu")
+    for size in sizes:
+        config = MemoryBankConfig(bank_size=size)
+        kept = greedy_coreset(features, size, seed)
+        detector = MemoryBankDetector(model_config, config, features[kept], full.feature_net, learned[kept]).eval()
+        standardise_views(detector, images[standardise], "cpu")
+        row[f"coreset_{size}"] = round(float(roc_auc(query_labels, detector_outputs(detector, images[query], "cpu")[0])), 4)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("datasets", nargs="+")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
+    parser.add_argument("--classes", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataset-path")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/whole_image_coreset_probe.json"))
+    args = parser.parse_args()
+    from adegan.training.data import DATASETS, _to_model, load_benchmark_pool
+
+    payload = {}
+    for name in args.datasets:
+        pool, labels = load_benchmark_pool(name, args.dataset_path)
+        images = _to_model(pool, 32, DATASETS[name]["channels"])
+        rows = []
+        for anomaly_class in args.classes:
+            rows.append(validate_class(images, labels, anomaly_class, args.seed, args.sizes))
+            print(json.dumps({name: rows[-1]}), flush=True)
+        recipes = ["full"] + [f"coreset_{size}" for size in args.sizes]
+        payload[name] = {"per_class": rows,
+                         "mean": {recipe: round(float(np.mean([r[recipe] for r in rows])), 4) for recipe in recipes}}
+        print(json.dumps({name: payload[name]["mean"]}), flush=True)
+        save_results(args.out, args, {"seed": args.seed, "results": payload})
+
+
+if __name__ == "__main__":
+    main()
