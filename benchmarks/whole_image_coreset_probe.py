@@ -36,8 +36,7 @@ from loco_validation import split_indices  # noqa: E402
 def validate_class(images: np.ndarray, labels: np.ndarray, anomaly_class: int, seed: int, sizes: list[int]) -> dict:
     from adegan.training.config import MemoryBankConfig, ModelConfig
     from adegan.training.inference import detector_outputs
-    from adegan.training.memory_bank import (MemoryBankDetector, bank_features, build_detector, greedy_coreset,
-                                             learned_features, standardise_views)
+    from adegan.training.memory_bank import MemoryBankDetector, build_detector, greedy_coreset, standardise_views
     from adegan.training.metrics import roc_auc
 
     pseudo = (anomaly_class + 1) % 10
@@ -53,8 +52,7 @@ def validate_class(images: np.ndarray, labels: np.ndarray, anomaly_class: int, s
     row = {"anomaly_class": anomaly_class, "pseudo_anomaly_class": pseudo, "bank_rows": facts.rows_kept,
            "build_seconds": round(time.perf_counter() - start, 1),
            "full": round(float(roc_auc(query_labels, detector_outputs(full, images[query], "cpu")[0])), 4)}
-    features = bank_features(full, bank_images, "cpu")
-    learned = learned_features(full.feature_net, bank_images, "cpu")
+    features, learned = full.bank, full.learned_bank  # the full bank holds every image's rows, in order
     for size in sizes:
         config = MemoryBankConfig(bank_size=size)
         kept = greedy_coreset(features, size, seed)
