@@ -28,6 +28,8 @@ Variants:
   memory-bank-learned, memory-bank-pixels+learned
                      the memory bank with features learned on the normals (alone, or beside the
                      pixel views: the product's default since 2026-12-03)
+  memory-bank-coreset-N
+                     pixels+learned with at most N bank rows (greedy coreset of the whole images)
   --bank-option KEY=VALUE sets any MemoryBankConfig field for one-off probes
 
 --baselines adds the simple baselines of baselines.py (PCA, pixel k-NN), computed on the same
@@ -71,6 +73,7 @@ VARIANTS = {
 BANK_FEATURE_VARIANTS = {"memory-bank": "pixels", "memory-bank-learned": "learned",
                          "memory-bank-pixels+learned": "pixels+learned"}
 BANK_DISTANCE_PREFIX = "memory-bank-"
+BANK_CORESET_PREFIX = "memory-bank-coreset-"  # pixels+learned, at most N bank rows (greedy coreset)
 RESULTS_ROOT = Path("benchmarks/results/loco")
 
 
@@ -78,6 +81,9 @@ def variant_options(name: str) -> tuple[dict, dict, dict]:
     """(TrainConfig changes, ModelConfig changes, MemoryBankConfig changes) of a named variant."""
     if name in BANK_FEATURE_VARIANTS:
         return {"method": "memory-bank"}, {}, {"image_features": BANK_FEATURE_VARIANTS[name]}
+    if name.startswith(BANK_CORESET_PREFIX):
+        return {"method": "memory-bank"}, {}, {"image_features": "pixels+learned",
+                                               "bank_size": int(name.removeprefix(BANK_CORESET_PREFIX))}
     if name.startswith(BANK_DISTANCE_PREFIX):
         return {"method": "memory-bank"}, {}, {"distance": name.removeprefix(BANK_DISTANCE_PREFIX),
                                                "image_features": "pixels"}

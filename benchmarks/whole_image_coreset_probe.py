@@ -33,10 +33,13 @@ from benchmark_results import save_results  # noqa: E402
 from loco_validation import split_indices  # noqa: E402
 
 
-def validate_class(images: np.ndarray, labels: np.ndarray, anomaly_class: int, seed: int, sizes: list[int]) -> dict:
+def default_detector_case(images: np.ndarray, labels: np.ndarray, anomaly_class: int, seed: int) -> dict:
+    """The validation case of one class: the product's default detector built on the training
+    normals without the pseudo-anomaly class, the held-out normals that standardise it, and the
+    query images (other held-out normals, then up to 1,000 pseudo-anomalies) with their labels."""
     from adegan.training.config import MemoryBankConfig, ModelConfig
     from adegan.training.inference import detector_outputs
-    from adegan.training.memory_bank import MemoryBankDetector, build_detector, greedy_coreset, standardise_views
+    from adegan.training.memory_bank import build_detector
     from adegan.training.metrics import roc_auc
 
     pseudo = (anomaly_class + 1) % 10
@@ -52,26 +55,45 @@ def validate_class(images: np.ndarray, labels: np.ndarray, anomaly_class: int, s
     row = {"anomaly_class": anomaly_class, "pseudo_anomaly_class": pseudo, "bank_rows": facts.rows_kept,
            "build_seconds": round(time.perf_counter() - start, 1),
            "full": round(float(roc_auc(query_labels, detector_outputs(full, images[query], "cpu")[0])), 4)}
+    return {"row": row, "detector": full, "model_config": model_config, "standardise": images[standardise],
+            "query": images[query], "query_labels": query_labels}
+
+
+def validate_class(images: np.ndarray, labels: np.ndarray, anomaly_class: int, seed: int, sizes: list[int]) -> dict:
+    from adegan.training.config import MemoryBankConfig
+    from adegan.training.inference import detector_outputs
+    from adegan.training.memory_bank import MemoryBankDetector, greedy_coreset, standardise_views
+    from adegan.training.metrics import roc_auc
+
+    case = default_detector_case(images, labels, anomaly_class, seed)
+    full, row, model_config = case["detector"], case["row"], case["model_config"]
     features, learned = full.bank, full.learned_bank  # the full bank holds every image's rows, in order
     for size in sizes:
         config = MemoryBankConfig(bank_size=size)
         kept = greedy_coreset(features, size, seed)
         detector = MemoryBankDetector(model_config, config, features[kept], full.feature_net, learned[kept]).eval()
-        standardise_views(detector, images[standardise], "cpu")
-        row[f"coreset_{size}"] = round(float(roc_auc(query_labels, detector_outputs(detector, images[query], "cpu")[0])), 4)
+        standardise_views(detector, case["standardise"], "cpu")
+        auc = roc_auc(case["query_labels"], detector_outputs(detector, case["query"], "cpu")[0])
+        row[f"coreset_{size}"] = round(float(auc), 4)
     return row
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+def probe_arguments(doc: str, out: Path, option: str, values: list[int]) -> argparse.Namespace:
+    """The command line both whole-image validation probes share; `option` names the swept values."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
     parser.add_argument("datasets", nargs="+")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
+    parser.add_argument(f"--{option}", type=int, nargs="+", default=values)
     parser.add_argument("--classes", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dataset-path")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/whole_image_coreset_probe.json"))
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=out)
+    return parser.parse_args()
+
+
+def run_probe(args: argparse.Namespace, validate, recipes: list[str]) -> None:
+    """validate(images, labels, class, seed) -> row per class of each data set; the mean of each
+    recipe per data set; saved after each data set."""
     from adegan.training.data import DATASETS, _to_model, load_benchmark_pool
 
     payload = {}
@@ -80,13 +102,22 @@ def main() -> None:
         images = _to_model(pool, 32, DATASETS[name]["channels"])
         rows = []
         for anomaly_class in args.classes:
-            rows.append(validate_class(images, labels, anomaly_class, args.seed, args.sizes))
+            rows.append(validate(images, labels, anomaly_class, args.seed))
             print(json.dumps({name: rows[-1]}), flush=True)
-        recipes = ["full"] + [f"coreset_{size}" for size in args.sizes]
         payload[name] = {"per_class": rows,
                          "mean": {recipe: round(float(np.mean([r[recipe] for r in rows])), 4) for recipe in recipes}}
         print(json.dumps({name: payload[name]["mean"]}), flush=True)
         save_results(args.out, args, {"seed": args.seed, "results": payload})
+
+
+def main() -> None:
+    args = probe_arguments(__doc__, Path("benchmarks/results/whole_image_coreset_probe.json"),
+                           "sizes", [1024, 2048, 4096])
+
+    def validate(images, labels, anomaly_class, seed):
+        return validate_class(images, labels, anomaly_class, seed, args.sizes)
+
+    run_probe(args, validate, ["full"] + [f"coreset_{size}" for size in args.sizes])
 
 
 if __name__ == "__main__":
