@@ -27,44 +27,24 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 from whole_image_coreset_probe import default_detector_case, probe_arguments, run_probe  # noqa: E402
 
 
-class ProjectedFeatures(nn.Module):
-    """A feature network whose unit-length features are projected on a (D, d) basis."""
-
-    def __init__(self, net: nn.Module, basis: torch.Tensor):
-        super().__init__()
-        self.net = net
-        self.register_buffer("basis", basis)
-
-    def forward(self, images: torch.Tensor):
-        logits, features = self.net(images)
-        return logits, (features / (features.norm(dim=1, keepdim=True) + 1e-6)) @ self.basis
-
-
-def principal_directions(unit_rows: torch.Tensor, dims: int) -> torch.Tensor:
-    """The first `dims` eigenvectors of the rows' (uncentred) second-moment matrix, (D, dims)."""
-    values, vectors = torch.linalg.eigh(unit_rows.double().t() @ unit_rows.double())
-    return vectors[:, values.argsort(descending=True)[:dims]].float().contiguous()
-
-
 def validate_class(images: np.ndarray, labels: np.ndarray, anomaly_class: int, seed: int, dims: list[int]) -> dict:
+    from adegan.training.config import MemoryBankConfig
     from adegan.training.inference import detector_outputs
-    from adegan.training.memory_bank import MemoryBankDetector, standardise_views
+    from adegan.training.memory_bank import MemoryBankDetector, principal_directions, standardise_views
     from adegan.training.metrics import roc_auc
 
     case = default_detector_case(images, labels, anomaly_class, seed)
     full, row = case["detector"], case["row"]
-    learned = full.learned_bank.detach()  # unit rows
-    for dim in dims:
+    learned = full.learned_bank.detach()  # unit rows of every bank image
+    for dim in dims:  # what build_detector does with learned_dims = dim, on the same network
         basis = principal_directions(learned, dim)
-        detector = MemoryBankDetector(case["model_config"], full.config, full.bank.detach(),
-                                      ProjectedFeatures(full.feature_net, basis), learned @ basis).eval()
+        detector = MemoryBankDetector(case["model_config"], MemoryBankConfig(learned_dims=dim), full.bank.detach(),
+                                      full.feature_net, learned @ basis, basis).eval()
         standardise_views(detector, case["standardise"], "cpu")
         auc = roc_auc(case["query_labels"], detector_outputs(detector, case["query"], "cpu")[0])
         row[f"dims_{dim}"] = round(float(auc), 4)
@@ -72,7 +52,8 @@ def validate_class(images: np.ndarray, labels: np.ndarray, anomaly_class: int, s
 
 
 def main() -> None:
-    args = probe_arguments(__doc__, Path("benchmarks/results/learned_projection_probe.json"), "dims", [64, 128, 256, 512])
+    args = probe_arguments(__doc__, Path("benchmarks/results/learned_projection_probe.json"),
+                           "dims", [64, 128, 256, 512])
 
     def validate(images, labels, anomaly_class, seed):
         return validate_class(images, labels, anomaly_class, seed, args.dims)

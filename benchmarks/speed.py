@@ -14,7 +14,7 @@ Watch: `adegan watch --video` at batch 1 on a 640 x 480 video, pinned to one cor
 when taskset exists, ms per frame p50 / p99 from watch's own summary.
 
 Training: images per second per image size (32, 64, 128, 256) for the memory-bank build (the
-default's, or that of `--image-features`, which also sets the scored bundles' whole-image features)
+default's, or that of `--image-features` / `--learned-dims`, which also set the scored bundles')
 and for one ADe-GAN train step (`--method adegan`), with GFLOP per image (torch's FLOP counter:
 the memory bank's forward pass per image; the GAN's forward + backward per real image).
 
@@ -62,7 +62,7 @@ def write_images(folder: Path, size: int, count: int, seed: int) -> None:
         cv2.imwrite(str(folder / f"img_{i:06d}.png"), texture(rng, size, int(size * 104 / 256)))
 
 
-def make_bundle(work: Path, size: int, image_features: str | None) -> tuple[Path, Path]:
+def make_bundle(work: Path, size: int, bank_options: dict) -> tuple[Path, Path]:
     from adegan.export.exporter import ExportOptions, export_run
     from adegan.training.config import MemoryBankConfig, ModelConfig, TrainConfig
     from adegan.training.trainer import train
@@ -71,7 +71,7 @@ def make_bundle(work: Path, size: int, image_features: str | None) -> tuple[Path
     if size != 32:
         write_images(source / "good", size, 120, seed=1)
     run = work / f"run{size}"
-    bank_config = MemoryBankConfig(image_features=image_features) if image_features else None
+    bank_config = MemoryBankConfig(**bank_options)
     train(ModelConfig(image_size=size, channels=1), TrainConfig(source=str(source)), run, progress=False,
           log=lambda m: None, bank_config=bank_config)
     export_run(run, ExportOptions(out=work / f"bundle{size}"), log=lambda m: None)
@@ -125,10 +125,10 @@ def torch_eager(run: Path, paths: list[Path], size: int, batch: int, max_inferen
     return len(paths) / (time.perf_counter() - start)
 
 
-def scoring_rows(work: Path, size: int, count: int, image_features: str | None, repeats: int) -> dict:
+def scoring_rows(work: Path, size: int, count: int, bank_options: dict, repeats: int) -> dict:
     from adegan.runtime.images import read_image, to_float, to_model_uint8
 
-    run, bundle = make_bundle(work, size, image_features)
+    run, bundle = make_bundle(work, size, bank_options)
     manifest = json.loads((bundle / "adegan.json").read_text())
     max_inference_batch = manifest.get("max_inference_batch")
     folder = work / f"files{size}"
@@ -179,7 +179,7 @@ def flops_per_image(function, images: int) -> float:
     return counter.get_total_flops() / images / 1e9
 
 
-def training_rows(sizes: list[int], image_features: str | None) -> list[dict]:
+def training_rows(sizes: list[int], bank_options: dict) -> list[dict]:
     import torch
 
     from adegan.training.config import MemoryBankConfig, ModelConfig, TrainConfig
@@ -194,7 +194,7 @@ def training_rows(sizes: list[int], image_features: str | None) -> list[dict]:
         images = np.stack([texture(rng, size, size)[None] for _ in range(count)])
         held_out = images[:100]
         start = time.perf_counter()
-        bank_config = MemoryBankConfig(image_features=image_features) if image_features else MemoryBankConfig()
+        bank_config = MemoryBankConfig(**bank_options)
         detector, facts = build_detector(model_config, bank_config, images, "cpu", 0, held_out)
         bank_rate = count / (time.perf_counter() - start)
         sample = torch.from_numpy(images[:8]).float() / 255.0
@@ -231,17 +231,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="measurements per rate; the median is reported")
     parser.add_argument("--image-features", choices=["pixels", "learned", "pixels+learned"],
                         help="the bank's whole-image features (default: adegan train's for the size)")
+    parser.add_argument("--learned-dims", type=int, help="principal directions the learned features keep "
+                        "(default: adegan train's, all)")
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/speed.json"))
     args = parser.parse_args()
     import torch
 
+    bank_options = {key: value for key, value in (("image_features", args.image_features),
+                                                   ("learned_dims", args.learned_dims)) if value is not None}
     work = Path(tempfile.mkdtemp())
     try:
-        scoring = [scoring_rows(work, size, count, args.image_features, args.repeats)
+        scoring = [scoring_rows(work, size, count, bank_options, args.repeats)
                    for size, count in zip(args.score_sizes, args.images)]
         watch = watch_row(work, work / f"bundle{args.score_sizes[0]}", args.watch_frames)
         print(json.dumps({"watch": watch}), flush=True)
-        training = training_rows(args.train_sizes, args.image_features)
+        training = training_rows(args.train_sizes, bank_options)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     save_results(args.results, args, {"scoring": scoring, "watch": watch, "training": training},

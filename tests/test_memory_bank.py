@@ -149,7 +149,8 @@ def test_a_checkpoint_with_the_transposed_banks_still_loads(monkeypatch):
         assert torch.equal(loaded(images)[0], detector(images)[0])
 
 def test_bad_memory_bank_options_are_refused():
-    for options in ({"patch_size": 1}, {"blur": -1.0}, {"neighbours": 0}, {"bank_size": 0}, {"patch_features": "edges"}):
+    for options in ({"patch_size": 1}, {"blur": -1.0}, {"neighbours": 0}, {"bank_size": 0}, {"patch_features": "edges"},
+                    {"learned_dims": 0}):
         with pytest.raises(UsageError):
             MemoryBankConfig(**options)
 
@@ -337,9 +338,36 @@ def test_learned_features_standardise_beside_the_pixel_views(monkeypatch):
     assert np.allclose(distance_out, z.mean(1).numpy(), atol=1e-4)
 
 
-def test_learned_features_train_export_and_score_through_the_cli(synthetic_data, tmp_path, monkeypatch):
-    """The learned network travels in the checkpoint and in the one ONNX graph: the bundle
-    scores what evaluate scores, every fp32 verdict kept and fp16 scores within 1e-2 z."""
+def test_projected_learned_features_compare_directions_on_the_bank_principal_axes(monkeypatch):
+    """learned_dims: the bank keeps d numbers per image, the query is projected on the same
+    orthonormal basis, and the distance is the cosine distance there; a checkpoint restores it."""
+    from adegan.training import learned_features
+    from adegan.training.memory_bank import detector_from_state
+
+    monkeypatch.setattr(learned_features, "MIN_STEPS", 2)
+    rng = np.random.default_rng(5)
+    config, bank_config = ModelConfig(image_size=32, channels=1), MemoryBankConfig(learned_dims=8)
+    normals = rng.integers(0, 255, (60, 1, 32, 32), dtype=np.uint8)
+    detector, _ = build_detector(config, bank_config, normals[:40], "cpu", held_out_uint8=normals[40:])
+    basis = detector.learned_basis
+    assert detector.learned_bank.shape == (40, 8) and basis.shape == (learned_features.FEATURES, 8)
+    assert torch.allclose(basis.t() @ basis, torch.eye(8), atol=1e-5)
+    images = torch.from_numpy(normals[38:44]).float() / 255
+    with torch.no_grad():
+        projected = torch.nn.functional.normalize(detector.feature_net(images)[1] @ basis, dim=1)
+        expected = 0.5 * torch.cdist(projected, detector.learned_bank).pow(2).topk(5, dim=1, largest=False).values
+        distance, _ = detector.learned_distance(images, 5)
+        assert torch.allclose(distance, expected.mean(1), atol=1e-5)
+        assert float(distance[:2].min()) >= 0 and float(detector.learned_distance(images[:2], 1)[0].max()) < 1e-5
+        loaded = detector_from_state(config, bank_config, detector.state_dict())
+        assert torch.equal(loaded(images)[0], detector(images)[0])
+
+
+@pytest.mark.parametrize("options", [[], ["--learned-dims", "8"]], ids=["all-features", "8-dims"])
+def test_learned_features_train_export_and_score_through_the_cli(options, synthetic_data, tmp_path, monkeypatch):
+    """The learned network (and its projection) travels in the checkpoint and in the one ONNX
+    graph: the bundle scores what evaluate scores, every fp32 verdict kept and fp16 scores within
+    1e-2 z."""
     import csv
     import json
 
@@ -348,9 +376,10 @@ def test_learned_features_train_export_and_score_through_the_cli(synthetic_data,
     monkeypatch.setattr(learned_features, "MIN_STEPS", 4)
     run = tmp_path / "run"
     trained = runner.invoke(app, ["train", str(synthetic_data["train"]), "--out", str(run), "--image-features",
-                                  "pixels+learned", "--no-progress"])
+                                  "pixels+learned", *options, "--no-progress"])
     assert trained.exit_code == 0, trained.output
-    assert json.loads((run / "config.json").read_text())["memory_bank"]["image_features"] == "pixels+learned"
+    saved = json.loads((run / "config.json").read_text())["memory_bank"]
+    assert saved["image_features"] == "pixels+learned" and saved["learned_dims"] == (8 if options else None)
     exported = runner.invoke(app, ["export", str(run), "--fp16", "--json"])
     assert exported.exit_code == 0, exported.output
     manifest = json.loads(exported.output[exported.output.index("{"):])
@@ -358,6 +387,11 @@ def test_learned_features_train_export_and_score_through_the_cli(synthetic_data,
     # fp16 moves scores by about 1e-3 z: an image that close to the threshold may flip, so the
     # score difference is what is checked, as for the pixel bank
     assert manifest["parity"]["fp16_vs_fp32"]["max_abs_score"] < 1e-2, manifest["parity"]
+    if options:  # a projected view's basis and small bank stay fp32 in the fp16 graph
+        import onnx
+
+        weights = {w.name: w.data_type for w in onnx.load(str(run / "bundle" / "model.fp16.onnx")).graph.initializer}
+        assert weights["learned_basis"] == weights["learned_bank"] == onnx.TensorProto.FLOAT
     evaluated = runner.invoke(app, ["evaluate", str(run), str(synthetic_data["test"]), "--json"])
     assert evaluated.exit_code == 0, evaluated.output
     scores = tmp_path / "scores.csv"

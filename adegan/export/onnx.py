@@ -18,6 +18,11 @@ from adegan.runtime.contract import INPUT_NAME, OUTPUT_NAMES
 DEFAULT_OPSET = 17
 # Ops kept in fp32 inside the fp16 graph: reductions and the softmax, where fp16 loses the most.
 FP32_OPS = ("ReduceMean", "Softmax")
+# With projected learned features (a `learned_basis` in the graph) their projection and their
+# small bank, and every node that reads them, stay fp32: in d dimensions fp16 rounding moved the
+# score by up to 0.011 z (d = 8; 0.008 at d = 64) against 0.002 for these kept in fp32, the
+# same as the full features in fp16.
+PROJECTED_VIEW_WEIGHTS = ("learned_basis", "learned_bank")
 
 
 def torch2onnx(detector, path: Path, channels: int, image_size: int, opset: int = DEFAULT_OPSET) -> None:
@@ -78,7 +83,11 @@ def onnx_fp32_to_fp16(source: Path, target: Path) -> None:
     _separate_outputs(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "float32 number ... will be truncated" for tiny weights
-        half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=list(FP32_OPS))
+        kept = []
+        if "learned_basis" in {weight.name for weight in model.graph.initializer}:
+            kept = [node.name for node in model.graph.node if set(node.input) & set(PROJECTED_VIEW_WEIGHTS)]
+        half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=list(FP32_OPS),
+                                                node_block_list=kept)
     onnx.save(half, str(target))
     check_onnx(target)
 

@@ -89,7 +89,9 @@ class MemoryBankConfig:
     crack is a pair of strong edges); line stores patches of a line-evidence map (averages along
     8 orientations, minus their mean: high on thin cracks and scratches, low on isotropic texture).
     Gradients won on synthetic defects but not on real cracks; line lost on synthetic defects and
-    won on real cracks; pixels stay the default (docs/method.md).
+    won on real cracks; pixels stay the default (docs/method.md). `learned_dims` keeps the learned
+    view's features on their first principal directions over the bank (None: all of them): each
+    frame then reads that many numbers per bank image instead of the network's 3,072.
     """
 
     patch_size: int | None = None
@@ -99,6 +101,7 @@ class MemoryBankConfig:
     distance: str = "mean-z"  # whole images: cosine, l2, max-z / mean-z (larger / mean of both, standardised)
     patch_features: str = "pixels"  # patches: mean-removed pixels, brightness differences, or line evidence
     image_features: str = "pixels+learned"  # whole images: blurred pixels, features learned on the normals, or both
+    learned_dims: int | None = None  # whole images: principal directions the learned features keep (None: all)
 
     def __post_init__(self):
         if self.distance not in WHOLE_IMAGE_DISTANCES:
@@ -115,6 +118,8 @@ class MemoryBankConfig:
             raise UsageError(f"neighbours must be at least 1, got {self.neighbours}")
         if self.bank_size < 1:
             raise UsageError(f"bank size must be at least 1, got {self.bank_size}")
+        if self.learned_dims is not None and self.learned_dims < 1:
+            raise UsageError(f"learned dims must be at least 1, got {self.learned_dims}")
 
     def patch_geometry(self, image_size: int) -> tuple[int, int]:
         """(patch size, stride) for this image size; a patch the size of the image = whole image."""

@@ -85,7 +85,8 @@ class MemoryBankDetector(nn.Module):
     """[0, 1] images -> (distance, pattern_probs, residual); see the module docstring."""
 
     def __init__(self, model_config: ModelConfig, config: MemoryBankConfig, bank: torch.Tensor | None = None,
-                 feature_net: RotationNet | None = None, learned_bank: torch.Tensor | None = None):
+                 feature_net: RotationNet | None = None, learned_bank: torch.Tensor | None = None,
+                 learned_basis: torch.Tensor | None = None):
         super().__init__()
         self.model_config, self.config = model_config, config
         size, channels = model_config.image_size, model_config.channels
@@ -124,7 +125,13 @@ class MemoryBankDetector(nn.Module):
         self.learned = config.learns_features(size)
         if self.learned:  # a network trained on the normals, and its features of every bank image
             self.feature_net = (feature_net or RotationNet(channels)).eval()
-            learned_bank = torch.zeros(1, FEATURES) if learned_bank is None else learned_bank
+            dims = learned_dims(config)
+            if dims < FEATURES:  # features projected on the bank's principal directions, (FEATURES, dims)
+                basis = torch.zeros(FEATURES, dims) if learned_basis is None else learned_basis
+                self.register_buffer("learned_basis", basis.float().contiguous())
+            else:
+                self.learned_basis = None
+            learned_bank = torch.zeros(1, dims) if learned_bank is None else learned_bank
             unit_rows = F.normalize(learned_bank.float(), dim=1)  # compared by cosine only: stored unit length
             self.learned_bank = nn.Parameter(unit_rows.contiguous(), requires_grad=False)
         # Mean and std over held-out normals of each view's distance: cosine, L2 (and learned).
@@ -222,6 +229,8 @@ class MemoryBankDetector(nn.Module):
         """Whole images: (cosine distance of the learned features, nearest index), the distance the
         mean over the k nearest bank images."""
         features = self.feature_net(images)[1]
+        if self.learned_basis is not None:
+            features = features @ self.learned_basis
         unit = features / (features.norm(dim=1, keepdim=True) + 1e-6)
         _, index = similarity(unit, self.learned_bank).topk(k, dim=1)
         unit_neighbours = self.learned_bank[index]  # (N, k, D), unit rows
@@ -270,6 +279,11 @@ class MemoryBankDetector(nn.Module):
     def forward(self, images: torch.Tensor):
         _, distance, probs, residual = self.explain(images)
         return distance, probs, residual
+
+
+def learned_dims(config: MemoryBankConfig) -> int:
+    """How many numbers per image the learned view compares: the network's features, or fewer."""
+    return FEATURES if config.learned_dims is None else min(config.learned_dims, FEATURES)
 
 
 def similarity(rows: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
@@ -338,6 +352,26 @@ def greedy_coreset(features: torch.Tensor, size: int, seed: int, projection_dim:
     return chosen if pool is None else pool[chosen].sort().values
 
 
+@torch.no_grad()
+def principal_directions(rows: torch.Tensor, dims: int) -> torch.Tensor:
+    """The first `dims` eigenvectors of the rows' uncentred second-moment matrix, (D, dims): the
+    projection that keeps the rows' dot products best in least squares. Not centred, because
+    the learned view compares directions (cosine), not offsets from a mean."""
+    values, vectors = torch.linalg.eigh(rows.double().t() @ rows.double())
+    return vectors[:, values.argsort(descending=True)[:dims]].float().contiguous()
+
+
+def learned_view(net: RotationNet, config: MemoryBankConfig, images_uint8: np.ndarray, device):
+    """(learned bank rows, basis or None): the network's features of the bank images, projected
+    on their own first principal directions when `learned_dims` asks for fewer."""
+    rows, dims = learned_features(net, images_uint8, device), learned_dims(config)
+    if dims >= FEATURES:
+        return rows, None  # the detector stores them unit length
+    rows = F.normalize(rows, dim=1)
+    basis = principal_directions(rows, dims)
+    return rows @ basis, basis
+
+
 @dataclass
 class BankFacts:
     rows_seen: int
@@ -359,11 +393,12 @@ def build_detector(model_config: ModelConfig, config: MemoryBankConfig, train_ui
     if rows_seen > config.bank_size:
         kept = greedy_coreset(features, config.bank_size, seed)
         features = features[kept]
-    net, learned_bank = None, None
+    net, learned_bank, basis = None, None, None
     if config.learns_features(model_config.image_size):  # rows are images: the coreset's picks index them
         net = train_rotation_net(train_uint8, device, seed, bf16)
-        learned_bank = learned_features(net, train_uint8 if kept is None else train_uint8[kept.cpu().numpy()], device)
-    detector = MemoryBankDetector(model_config, config, features.cpu(), net, learned_bank).to(device).eval()
+        bank_images = train_uint8 if kept is None else train_uint8[kept.cpu().numpy()]
+        learned_bank, basis = learned_view(net, config, bank_images, device)
+    detector = MemoryBankDetector(model_config, config, features.cpu(), net, learned_bank, basis).to(device).eval()
     if config.standardises_views(model_config.image_size):
         if held_out_uint8 is None or len(held_out_uint8) < 2:
             raise ValueError(f"the {config.distance} distance needs at least 2 held-out normal images to standardise on")
@@ -400,7 +435,9 @@ def detector_from_state(model_config: ModelConfig, config: MemoryBankConfig, sta
         if old in state:
             state[new] = state.pop(old).t().contiguous()
     learned_bank = torch.zeros_like(state["learned_bank"]) if "learned_bank" in state else None
-    detector = MemoryBankDetector(model_config, config, torch.zeros_like(state["bank"]), learned_bank=learned_bank)
+    basis = torch.zeros_like(state["learned_basis"]) if "learned_basis" in state else None
+    detector = MemoryBankDetector(model_config, config, torch.zeros_like(state["bank"]), learned_bank=learned_bank,
+                                  learned_basis=basis)
     detector.load_state_dict(state)
     return detector.eval()
 
