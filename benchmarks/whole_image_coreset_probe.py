@@ -34,8 +34,9 @@ from loco_validation import split_indices  # noqa: E402
 
 
 def default_detector_case(images: np.ndarray, labels: np.ndarray, anomaly_class: int, seed: int) -> dict:
-    """The validation case of one class: the product's default detector built on the training
-    normals without the pseudo-anomaly class, the held-out normals that standardise it, and the
+    """The validation case of one class: the product's default detector with every training image
+    in its bank (the whole-image default when both probes ran) built on the training normals
+    without the pseudo-anomaly class, the held-out normals that standardise it, and the
     query images (other held-out normals, then up to 1,000 pseudo-anomalies) with their labels."""
     from adegan.training.config import MemoryBankConfig, ModelConfig
     from adegan.training.inference import detector_outputs
@@ -51,7 +52,8 @@ def default_detector_case(images: np.ndarray, labels: np.ndarray, anomaly_class:
     query_labels = np.r_[np.zeros(len(validation_normals)), np.ones(len(query) - len(validation_normals))]
     model_config = ModelConfig(image_size=images.shape[-1], channels=images.shape[1])
     start = time.perf_counter()
-    full, facts = build_detector(model_config, MemoryBankConfig(), bank_images, "cpu", seed, images[standardise])
+    every_image = MemoryBankConfig(bank_size=16384)  # the full bank: the whole-image default until late 2026-12-03
+    full, facts = build_detector(model_config, every_image, bank_images, "cpu", seed, images[standardise])
     row = {"anomaly_class": anomaly_class, "pseudo_anomaly_class": pseudo, "bank_rows": facts.rows_kept,
            "build_seconds": round(time.perf_counter() - start, 1),
            "full": round(float(roc_auc(query_labels, detector_outputs(full, images[query], "cpu")[0])), 4)}

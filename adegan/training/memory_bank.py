@@ -382,16 +382,16 @@ class BankFacts:
 def build_detector(model_config: ModelConfig, config: MemoryBankConfig, train_uint8: np.ndarray,
                    device, seed: int = 0, held_out_uint8: np.ndarray | None = None,
                    bf16: bool = False) -> tuple[MemoryBankDetector, BankFacts]:
-    """Store the features of the training normals (a coreset of them above `bank_size` rows).
+    """Store the features of the training normals (a coreset of them above `rows_kept` rows).
     For the max-z and mean-z distances, `held_out_uint8` (normals not in the bank) standardises
     both views. `bf16` trains the learned view's network under bf16 autocast (its bank features
     are still computed in fp32)."""
     start = time.perf_counter()
     detector = MemoryBankDetector(model_config, config).to(device).eval()
     features = bank_features(detector, train_uint8, device)
-    rows_seen, kept = len(features), None
-    if rows_seen > config.bank_size:
-        kept = greedy_coreset(features, config.bank_size, seed)
+    rows_seen, kept, rows_kept = len(features), None, config.rows_kept(model_config.image_size)
+    if rows_seen > rows_kept:
+        kept = greedy_coreset(features, rows_kept, seed)
         features = features[kept]
     net, learned_bank, basis = None, None, None
     if config.learns_features(model_config.image_size):  # rows are images: the coreset's picks index them
