@@ -146,9 +146,9 @@ def train(
                                                  "(features of a small CNN trained on the normals to name "
                                                  "rotations) or pixels+learned (both, standardised).",
                                                  rich_help_panel=METHOD),
-    learned_dims: Optional[int] = typer.Option(None, min=1, help="Whole images: principal directions the learned "
-                                               "features keep (default: all 3,072); fewer make each frame read "
-                                               "less of the bank.", rich_help_panel=METHOD),
+    learned_dims: int = typer.Option(64, min=1, help="Whole images: principal directions the learned features "
+                                     "keep (3072 keeps all); fewer make each frame read less of the bank.",
+                                     rich_help_panel=METHOD),
     epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs (default: 15; with --resume: the run's own, or a "
                                          "new total).", rich_help_panel=GAN),
     batch_size: int = typer.Option(64, min=1, help="Real images per iteration.", rich_help_panel=GAN),

@@ -30,9 +30,11 @@ Variants:
                      pixel views: the product's default since 2026-12-03)
   memory-bank-coreset-N
                      pixels+learned with at most N bank rows (greedy coreset of the whole images);
-                     memory-bank-coreset-4096 is the product's default since late 2026-12-03 (the
-                     named-feature variants above keep up to 16,384 rows, the full bank at this tier)
-  memory-bank-dims-N the default (4,096 rows) with the learned features on N principal directions
+                     and every learned feature; memory-bank-coreset-4096 was the product's default
+                     from late 2026-12-03 (the named-feature variants above keep up to 16,384 rows,
+                     the full bank at this tier, and every learned feature)
+  memory-bank-dims-N 4,096 rows with the learned features on N principal directions;
+                     memory-bank-dims-64 is the product's default since 2026-12-04
   --bank-option KEY=VALUE sets any MemoryBankConfig field for one-off probes
 
 --baselines adds the simple baselines of baselines.py (PCA, pixel k-NN), computed on the same
@@ -73,7 +75,8 @@ VARIANTS = {
 # Memory-bank variants by whole-image features, and by whole-image distance on pixels
 # (MemoryBankConfig.distance), e.g. memory-bank-cosine. The pixel variants name their features,
 # so their results keep their meaning when the product's default features change; they keep up to
-# 16,384 rows (the full bank at the CPU tier), the product's default before late 2026-12-03.
+# 16,384 rows (the full bank at the CPU tier), the product's default before late 2026-12-03, and
+# every learned feature (the default before 2026-12-04). Coreset variants keep every learned feature too.
 BANK_FEATURE_VARIANTS = {"memory-bank": "pixels", "memory-bank-learned": "learned",
                          "memory-bank-pixels+learned": "pixels+learned"}
 BANK_DISTANCE_PREFIX = "memory-bank-"
@@ -87,12 +90,12 @@ def variant_options(name: str) -> tuple[dict, dict, dict]:
     """(TrainConfig changes, ModelConfig changes, MemoryBankConfig changes) of a named variant."""
     if name in BANK_FEATURE_VARIANTS:
         return {"method": "memory-bank"}, {}, {"image_features": BANK_FEATURE_VARIANTS[name],
-                                               "bank_size": FULL_BANK_ROWS}
+                                               "bank_size": FULL_BANK_ROWS, "learned_dims": None}
     if name.startswith(BANK_DIMS_PREFIX):
         return {"method": "memory-bank"}, {}, {"image_features": "pixels+learned", "bank_size": 4096,
                                                "learned_dims": int(name.removeprefix(BANK_DIMS_PREFIX))}
     if name.startswith(BANK_CORESET_PREFIX):
-        return {"method": "memory-bank"}, {}, {"image_features": "pixels+learned",
+        return {"method": "memory-bank"}, {}, {"image_features": "pixels+learned", "learned_dims": None,
                                                "bank_size": int(name.removeprefix(BANK_CORESET_PREFIX))}
     if name.startswith(BANK_DISTANCE_PREFIX):
         return {"method": "memory-bank"}, {}, {"distance": name.removeprefix(BANK_DISTANCE_PREFIX),

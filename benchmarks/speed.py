@@ -232,7 +232,7 @@ def main() -> None:
     parser.add_argument("--image-features", choices=["pixels", "learned", "pixels+learned"],
                         help="the bank's whole-image features (default: adegan train's for the size)")
     parser.add_argument("--learned-dims", type=int, help="principal directions the learned features keep "
-                        "(default: adegan train's, all)")
+                        "(default: adegan train's, 64)")
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/speed.json"))
     args = parser.parse_args()
     import torch

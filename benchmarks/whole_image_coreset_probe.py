@@ -6,10 +6,10 @@ images; a coreset (`--bank-size`, PatchCore's greedy k-centre, already used for 
 it. This measures what it costs, or buys, in detection before any test split is looked at.
 
 Protocol: `loco_validation.py`'s (no test image, no true anomaly class: a normal class plays the
-anomaly), with the product's own default detector (`build_detector`, pixels+learned, mean-z) built
-once per class on the full bank; the coreset variants keep the same learned network and take
-the rows the greedy coreset picks from the pixel features, then standardise on the same
-held-out normals, as `build_detector` does when a bank exceeds `bank_size`.
+anomaly), with the product's own default detector (`build_detector`, pixels+learned, mean-z,
+every learned feature: the default when it ran) built once per class on the full bank; the
+coreset variants keep the same learned network and take the rows the greedy coreset picks from
+the pixel features, then standardise on the same held-out normals, as `build_detector` does when a bank exceeds `bank_size`.
 
 Rule, written before any result of this probe was seen: the smallest size whose mean validation
 AUC over the three data sets is at least the full bank's minus 0.002 becomes the candidate for a
@@ -52,7 +52,8 @@ def default_detector_case(images: np.ndarray, labels: np.ndarray, anomaly_class:
     query_labels = np.r_[np.zeros(len(validation_normals)), np.ones(len(query) - len(validation_normals))]
     model_config = ModelConfig(image_size=images.shape[-1], channels=images.shape[1])
     start = time.perf_counter()
-    every_image = MemoryBankConfig(bank_size=16384)  # the full bank: the whole-image default until late 2026-12-03
+    # the full bank of every learned feature: the whole-image default until late 2026-12-03
+    every_image = MemoryBankConfig(bank_size=16384, learned_dims=None)
     full, facts = build_detector(model_config, every_image, bank_images, "cpu", seed, images[standardise])
     row = {"anomaly_class": anomaly_class, "pseudo_anomaly_class": pseudo, "bank_rows": facts.rows_kept,
            "build_seconds": round(time.perf_counter() - start, 1),
@@ -71,7 +72,7 @@ def validate_class(images: np.ndarray, labels: np.ndarray, anomaly_class: int, s
     full, row, model_config = case["detector"], case["row"], case["model_config"]
     features, learned = full.bank, full.learned_bank  # the full bank holds every image's rows, in order
     for size in sizes:
-        config = MemoryBankConfig(bank_size=size)
+        config = MemoryBankConfig(bank_size=size, learned_dims=None)
         kept = greedy_coreset(features, size, seed)
         detector = MemoryBankDetector(model_config, config, features[kept], full.feature_net, learned[kept]).eval()
         standardise_views(detector, case["standardise"], "cpu")

@@ -1,6 +1,7 @@
 """The memory-bank detector: bank building, both feature layouts, the CLI path to a deployed
 bundle, and agreement between evaluate (torch) and the torch-free runtime."""
 
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -157,6 +158,16 @@ def test_a_checkpoint_with_the_transposed_banks_still_loads(monkeypatch):
     images = torch.rand(4, 1, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(images)[0], detector(images)[0])
+
+def test_a_checkpoint_saved_before_the_projection_keeps_every_learned_feature():
+    """Banks saved before learned_dims existed compared all 3,072 features; they must load so,
+    not with the 64-direction default (their state has no basis)."""
+    from adegan.training.memory_bank import config_from_state
+
+    saved = {key: value for key, value in asdict(MemoryBankConfig()).items() if key != "learned_dims"}
+    assert config_from_state({"memory_bank_config": saved}, "old.pt").learned_dims is None
+    assert MemoryBankConfig().learned_dims == 64
+
 
 def test_bad_memory_bank_options_are_refused():
     for options in ({"patch_size": 1}, {"blur": -1.0}, {"neighbours": 0}, {"bank_size": 0}, {"patch_features": "edges"},
@@ -335,7 +346,7 @@ def test_learned_features_standardise_beside_the_pixel_views(monkeypatch):
     normals = rng.integers(0, 255, (60, 1, 32, 32), dtype=np.uint8)
     detector, _ = build_detector(config, MemoryBankConfig(image_features="pixels+learned"), normals[:40], "cpu",
                                  held_out_uint8=normals[40:])
-    assert detector.learned and detector.learned_bank.shape == (40, learned_features.FEATURES)
+    assert detector.learned and detector.learned_bank.shape == (40, 64)  # the default projection
     held_out = torch.from_numpy(normals[40:]).float() / 255
     with torch.no_grad():
         pixel_views = detector.view_distances(detector.features(held_out), 5)[:2]
@@ -373,7 +384,7 @@ def test_projected_learned_features_compare_directions_on_the_bank_principal_axe
         assert torch.equal(loaded(images)[0], detector(images)[0])
 
 
-@pytest.mark.parametrize("options", [[], ["--learned-dims", "8"]], ids=["all-features", "8-dims"])
+@pytest.mark.parametrize("options", [[], ["--learned-dims", "3072"]], ids=["default-64-dims", "all-features"])
 def test_learned_features_train_export_and_score_through_the_cli(options, synthetic_data, tmp_path, monkeypatch):
     """The learned network (and its projection) travels in the checkpoint and in the one ONNX
     graph: the bundle scores what evaluate scores, every fp32 verdict kept and fp16 scores within
@@ -389,7 +400,7 @@ def test_learned_features_train_export_and_score_through_the_cli(options, synthe
                                   "pixels+learned", *options, "--no-progress"])
     assert trained.exit_code == 0, trained.output
     saved = json.loads((run / "config.json").read_text())["memory_bank"]
-    assert saved["image_features"] == "pixels+learned" and saved["learned_dims"] == (8 if options else None)
+    assert saved["image_features"] == "pixels+learned" and saved["learned_dims"] == (3072 if options else 64)
     exported = runner.invoke(app, ["export", str(run), "--fp16", "--json"])
     assert exported.exit_code == 0, exported.output
     manifest = json.loads(exported.output[exported.output.index("{"):])
@@ -397,10 +408,12 @@ def test_learned_features_train_export_and_score_through_the_cli(options, synthe
     # fp16 moves scores by about 1e-3 z: an image that close to the threshold may flip, so the
     # score difference is what is checked, as for the pixel bank
     assert manifest["parity"]["fp16_vs_fp32"]["max_abs_score"] < 1e-2, manifest["parity"]
-    if options:  # a projected view's basis and small bank stay fp32 in the fp16 graph
-        import onnx
+    import onnx
 
-        weights = {w.name: w.data_type for w in onnx.load(str(run / "bundle" / "model.fp16.onnx")).graph.initializer}
+    weights = {w.name: w.data_type for w in onnx.load(str(run / "bundle" / "model.fp16.onnx")).graph.initializer}
+    if options:  # every feature: no projection in the graph
+        assert "learned_basis" not in weights
+    else:  # a projected view's basis and small bank stay fp32 in the fp16 graph
         assert weights["learned_basis"] == weights["learned_bank"] == onnx.TensorProto.FLOAT
     evaluated = runner.invoke(app, ["evaluate", str(run), str(synthetic_data["test"]), "--json"])
     assert evaluated.exit_code == 0, evaluated.output

@@ -450,6 +450,7 @@ def config_from_state(state: dict, path) -> MemoryBankConfig:
         saved = dict(state["memory_bank_config"])
         saved.setdefault("patch_features", "pixels")  # banks saved before gradients existed hold pixels
         saved.setdefault("image_features", "pixels")  # and before learned features existed, pixels too
+        saved.setdefault("learned_dims", None)  # and before the projection existed, every learned feature
         return MemoryBankConfig.from_dict(saved)
     except (UsageError, KeyError, TypeError) as exc:
         raise AdeganError(f"{path}: not a memory-bank checkpoint of this adegan version ({exc}); retrain it") from exc
