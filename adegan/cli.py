@@ -396,8 +396,8 @@ def score(
     overlays: Optional[Path] = typer.Option(None, help="Write a heat-map overlay of each anomaly here."),
     resume: bool = typer.Option(False, "--resume", help="Append to --out, skipping images already in it."),
     fail_on_anomaly: bool = typer.Option(False, "--fail-on-anomaly", help="Exit with code 4 if any image is anomalous."),
-    workers: Optional[int] = typer.Option(None, min=1, help="Decoding threads [default: half the usable CPUs, "
-                                          "at least 1]."),
+    workers: Optional[int] = typer.Option(None, min=0, help="Decoding threads; 0 decodes in the scoring "
+                                          "thread [default: 0 on 1-2 usable CPUs, else half of them]."),
     unverified_bundle: bool = typer.Option(False, "--unverified-bundle", help="Load model files the manifest does "
                                            "not hash (an old or hand-made bundle) without refusing."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (logs, CI)."),

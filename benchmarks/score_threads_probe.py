@@ -1,9 +1,10 @@
 """Probe: where `adegan score` loses time against bare ONNX Runtime on small images, and which
 thread settings win. In one process, on the same files and bundle: bare ORT on preloaded arrays
-(ORT defaults, and one intra-op thread), then score_files with each decode-worker count, with
-ORT's intra-op threads spinning (ORT's default) or not, several repeats each (best kept).
+(ORT defaults, and one intra-op thread), then score_files with each decode-worker count (0:
+decoding in the scoring thread), with ORT's intra-op threads spinning (ORT's default) or not,
+several repeats each (best kept).
 
-    python benchmarks/score_threads_probe.py BUNDLE FOLDER [--repeats 3]
+    python benchmarks/score_threads_probe.py BUNDLE FOLDER [--repeats 3] [--workers 0 1 2 4]
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2, 4], help="decode-worker counts")
+    parser.add_argument("--spinning", choices=["both", "on"], default="both", help="ORT spinning settings to try")
     args = parser.parse_args()
     from adegan.runtime.images import read_image, to_float, to_model_uint8
 
@@ -72,8 +75,8 @@ def main() -> None:
         rows = {"bare ORT defaults": lambda: bare(args.bundle, images, batch, None),
                 "bare ORT 1 thread": lambda: bare(args.bundle, images, batch, 1),
                 "bare ORT no spinning": lambda: bare(args.bundle, images, batch, None, False)}
-        for workers in (1, 2, 4):
-            for spinning in (True, False):
+        for workers in args.workers:
+            for spinning in (True, False) if args.spinning == "both" else (True,):
                 rows[f"score workers {workers} spinning {spinning}"] = \
                     lambda w=workers, s=spinning: scored(args.bundle, paths, batch, w, s)
         results = {name: round(max(run() for _ in range(args.repeats)), 1) for name, run in rows.items()}

@@ -5,10 +5,10 @@ files and the same bundle, side by side:
   score        `adegan score` in its own process: list -> decode -> preprocess -> infer -> CSV
   bare_ort     the bundle's model.onnx on preloaded float arrays, the same slices per call
   torch_eager  the same detector in torch: decode + preprocess + forward + score, same slices
-at batch 1 and at score's default batch (32; a memory bank splits it to its bundle's
-max_inference_batch, and the other two use the same slices). Each rate is measured --repeats times
-(default 3), the three interleaved, and the median is reported (every repeat is in the JSON):
-short runs on a shared 2-core machine move by 20 %. Ratios: score / bare_ort and score / torch_eager.
+at batch 1 and at score's default batch (32; a memory bank splits it to what its bundle allows on
+a CPU, cpu_inference_batch, and the other two use the same slices). Each rate is measured
+--repeats times (default 3), the three interleaved, and the median is reported (every repeat is
+in the JSON): short runs on a shared 2-core machine move by 20 %. Ratios: score / bare_ort and score / torch_eager.
 
 Watch: `adegan watch --video` at batch 1 on a 640 x 480 video, pinned to one core (taskset -c 0)
 when taskset exists, ms per frame p50 / p99 from watch's own summary.
@@ -127,10 +127,11 @@ def torch_eager(run: Path, paths: list[Path], size: int, batch: int, max_inferen
 
 def scoring_rows(work: Path, size: int, count: int, bank_options: dict, repeats: int) -> dict:
     from adegan.runtime.images import read_image, to_float, to_model_uint8
+    from adegan.runtime.model import inference_batch
 
     run, bundle = make_bundle(work, size, bank_options)
     manifest = json.loads((bundle / "adegan.json").read_text())
-    max_inference_batch = manifest.get("max_inference_batch")
+    max_inference_batch = inference_batch(manifest, on_cpu=True)  # the slices score cuts on a CPU
     folder = work / f"files{size}"
     write_images(folder, size, count, seed=2)
     paths = sorted(folder.glob("*.png"))

@@ -49,7 +49,7 @@ def test_train_help_groups_options_and_keeps_bracketed_text():
 
 
 @pytest.mark.parametrize("args,option", [
-    (["score", "x", "--model", "b", "--workers", "0"], "--workers"),
+    (["score", "x", "--model", "b", "--workers", "-1"], "--workers"),
     (["score", "x", "--model", "b", "--batch-size", "-1"], "--batch-size"),
     (["score", "x", "--model", "b", "--threshold", "nan"], "--threshold"),
     (["calibrate", "b", "good", "--target-fpr", "2"], "--target-fpr"),

@@ -1,6 +1,7 @@
 """The memory-bank detector: bank building, both feature layouts, the CLI path to a deployed
 bundle, and agreement between evaluate (torch) and the torch-free runtime."""
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -102,10 +103,24 @@ def test_a_bank_saved_before_gradients_existed_still_reads_pixels():
     assert config_from_state({"memory_bank_config": old}, "run").patch_features == "pixels"
 
 
-def test_the_bank_bounds_its_batch_by_memory():
+def test_the_bank_bounds_its_batch_by_memory_and_on_a_cpu_by_cache():
     config = ModelConfig(image_size=256, channels=1)
     detector = MemoryBankDetector(config, MemoryBankConfig(), torch.zeros(16384, 256))
     assert detector.max_batch * 31 * 31 * 16384 * 4 <= 256 << 20 and detector.max_batch >= 1
+    assert detector.cpu_batch == 1  # one 256 px image's matrix is already above 32 MB
+    at_128 = MemoryBankDetector(ModelConfig(image_size=128, channels=1), MemoryBankConfig(), torch.zeros(16384, 256))
+    per_image = at_128.map_shape()[0] ** 2 * 16384 * 4
+    assert at_128.cpu_batch * per_image <= 32 << 20 < (at_128.cpu_batch + 1) * per_image
+    assert at_128.cpu_batch < at_128.max_batch
+
+
+def test_the_runtime_splits_batches_by_the_bound_of_its_device():
+    from adegan.runtime.model import inference_batch
+
+    manifest = {"max_inference_batch": 20, "cpu_inference_batch": 2}
+    assert inference_batch(manifest, on_cpu=True) == 2 and inference_batch(manifest, on_cpu=False) == 20
+    assert inference_batch({"max_inference_batch": 20}, on_cpu=True) == 20  # a bundle exported before
+    assert inference_batch({}, on_cpu=True) is None and inference_batch({"max_inference_batch": None}, True) is None
 
 
 
@@ -271,8 +286,11 @@ def test_runtime_model_reads_a_memory_bank_bundle(photo_folders, tmp_path):
     image = read_image(next((photo_folders / "test" / "crack").iterdir()))
     scores = model.score_uint8(model.preprocess(image)[None])
     assert scores.outputs.residual.shape == (1, 1, 128, 128) and np.isfinite(scores.score).all()
-    # Large batches are split to bound memory, with the same scores as one call.
-    assert model.max_inference_batch is not None and model.max_inference_batch >= 1
+    # Large batches are split to bound memory (on a CPU, to a cache-sized matrix), with the same
+    # scores as one call.
+    manifest = json.loads((bundle / "adegan.json").read_text())
+    assert 1 <= manifest["cpu_inference_batch"] < manifest["max_inference_batch"]
+    assert model.max_inference_batch == manifest["cpu_inference_batch"]
     batch = np.stack([model.preprocess(read_image(p)) for p in sorted((photo_folders / "test" / "good").iterdir())])
     model.max_inference_batch = 5
     split = model.score_uint8(batch)

@@ -130,6 +130,7 @@ def export_run(run_dir: Path, options: ExportOptions, log=default_log) -> Export
     images = sample[:PARITY_IMAGES].numpy()  # uint8, as the runtime reads them
     manifest = build_manifest(run_dir, state, model_config, train_config, calibration, options)
     manifest["max_inference_batch"] = getattr(detector, "max_batch", None)  # memory bank: bounded memory
+    manifest["cpu_inference_batch"] = getattr(detector, "cpu_batch", None)  # the same, cache-sized for a CPU
 
     staging = make_staging_dir(out)
     total = 5 if options.engine else 4

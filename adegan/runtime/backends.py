@@ -47,6 +47,7 @@ class OnnxRuntimeBackend:
         requested = providers or choose_providers(ort.get_available_providers(), Path(bundle), precision == "fp16")
         self.session = ort.InferenceSession(str(model), options, providers=requested)
         self.provider = self.session.get_providers()[0]
+        self.on_cpu = self.provider == "CPUExecutionProvider"
         self.model_file = model.name
         check_graph_io(model, self.session, manifest)
 

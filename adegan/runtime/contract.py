@@ -59,6 +59,7 @@ class Backend(Protocol):
     """What ONNX Runtime and TensorRT both offer: run float images, say what they are, let go."""
 
     name: str
+    on_cpu: bool  # runs on the CPU (a memory bank then scores fewer images per call)
 
     def infer(self, images: np.ndarray) -> Outputs: ...
 

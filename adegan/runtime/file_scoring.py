@@ -1,8 +1,9 @@
 """`adegan score`: batch-score image files into CSV or JSONL, resumably.
 
-Decoding runs in a thread pool, one batch ahead of inference, so memory stays bounded by two
-batches whatever the number of images. Each batch's rows are appended and flushed to the
-operating system before the next batch, so a killed or interrupted run loses nothing and
+Decoding runs in a thread pool, one batch ahead of inference (or, on a machine of one or two
+cores, in the scoring thread itself), so memory stays bounded by two batches whatever the number
+of images. Each batch's rows are appended and flushed to the operating system before the next
+batch, so a killed or interrupted run loses nothing and
 `--resume` skips what is already written; they are forced to the disk (fsync) at most once per
 second and at the end, so a slow disk does not set the pace (a power cut can cost the last
 second of rows, which `--resume` then scores again).
@@ -17,6 +18,7 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,25 +197,42 @@ def _submit_batch(pool: ThreadPoolExecutor, model: BundleModel, batch: list[str]
     return [pool.submit(_load_all, model, batch[start:start + step]) for start in range(0, len(batch), step)]
 
 
+def _decoded(model: BundleModel, batches: list[list[str]], workers: int):
+    """(batch, decoded images) in order: decoded in the scoring thread when `workers` is 0, else in
+    `workers` threads one batch ahead of inference."""
+    if workers == 0:
+        for batch in batches:
+            yield batch, _load_all(model, batch)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = _submit_batch(pool, model, batches[0], workers) if batches else []
+        for index, batch in enumerate(batches):
+            loaded = [item for future in pending for item in future.result()]
+            pending = _submit_batch(pool, model, batches[index + 1], workers) if index + 1 < len(batches) else []
+            yield batch, loaded
+
+
 def default_workers() -> int:
-    """Decoding threads when none are asked for: half the CPUs this process may use, at least one.
-    ONNX Runtime runs one intra-op thread per CPU; more decoders than that only take cores from it
-    (measured on 2 cores: 1 decoder scored faster than 2 or 4, benchmarks/score_threads_probe.py)."""
+    """Decoding threads when none are asked for: none on one or two CPUs (decoding in the scoring
+    thread was as fast or faster there: ONNX Runtime already keeps both cores busy, and a decoding
+    thread only takes turns with it), else half the CPUs this process may use.
+    Measured with benchmarks/score_threads_probe.py."""
     from adegan.runtime.backends import usable_cpus
 
-    return max(1, usable_cpus() // 2)
+    cpus = usable_cpus()
+    return 0 if cpus <= 2 else cpus // 2
 
 
 def score_files(model: BundleModel, paths: list[str], out: Path, batch_size: int = 32, resume: bool = False,
                 overlays: Path | None = None, workers: int | None = None, progress: bool = True,
                 log=default_log) -> Summary:
     """Score `paths` with `model`, writing one row per image to `out` (`workers` decoding threads,
-    default_workers() when None)."""
+    0 to decode in this thread, default_workers() when None)."""
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {workers}")
+    if workers < 0:
+        raise UsageError(f"--workers must be 0 (decode in the scoring thread) or more, got {workers}")
     writer = ResultWriter(out, resume, model.identity())
     todo = [p for p in paths if str(p) not in writer.done]
     summary = Summary(skipped=len(paths) - len(todo), backend=model.backend.describe())
@@ -222,11 +241,8 @@ def score_files(model: BundleModel, paths: list[str], out: Path, batch_size: int
     batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
     start = time.perf_counter()
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool, progress_bar(len(todo), "scoring", progress) as bar:
-            pending = _submit_batch(pool, model, batches[0], workers) if batches else []
-            for index, batch in enumerate(batches):
-                loaded = [item for future in pending for item in future.result()]
-                pending = _submit_batch(pool, model, batches[index + 1], workers) if index + 1 < len(batches) else []
+        with progress_bar(len(todo), "scoring", progress) as bar, closing(_decoded(model, batches, workers)) as decoded:
+            for batch, loaded in decoded:
                 rows = _score_batch(model, batch, loaded, overlays, summary)
                 writer.write(rows)
                 bar.advance(len(batch), f"{summary.anomalies} anomalies, {summary.errors} errors")

@@ -14,6 +14,14 @@ from adegan.runtime.images import to_float, to_model_uint8
 from adegan.runtime.score import abnormality_score
 
 
+def inference_batch(manifest: dict, on_cpu: bool) -> int | None:
+    """Most images per inference call, None for no limit. A memory bank's patch-distance matrix
+    grows with the batch; its bundle says how many images keep it near 256 MB of memory, and how
+    many keep it near a CPU's cache (faster there). Larger batches are split."""
+    cpu_batch = manifest.get("cpu_inference_batch") if on_cpu else None
+    return int(cpu_batch or manifest.get("max_inference_batch") or 0) or None
+
+
 @dataclass
 class Scores:
     score: np.ndarray  # A(x), (N,)
@@ -39,9 +47,7 @@ class BundleModel:
         score = self.manifest["score"]
         self.mu_e, self.sigma_e, self.score_mode = score["mu_e"], score["sigma_e"], score["score_mode"]
         self.threshold = float(score["threshold"] if threshold is None else threshold)
-        # A memory bank's patch-distance matrix grows with the batch; its bundle says how many images
-        # one inference call may take (about 256 MB for that matrix), and larger batches are split.
-        self.max_inference_batch = int(self.manifest.get("max_inference_batch") or 0) or None
+        self.max_inference_batch = inference_batch(self.manifest, self.backend.on_cpu)
         self.channels = self.manifest["input"]["channels"]
         self.image_size = self.manifest["input"]["image_size"]
 

@@ -40,6 +40,7 @@ def _check(result):
 
 class TensorRTBackend:
     name = "tensorrt"
+    on_cpu = False
 
     def __init__(self, engine_path: Path, manifest: dict):
         try:

@@ -29,7 +29,8 @@ def detector_outputs(detector: Detector, images_uint8: np.ndarray, device, batch
     """Run the detector (eval mode) over uint8 images: recon_error (N,), pattern_probs (N, K),
     and with `with_residual` also residual (N, 1, H, W) (left out by default: it is large)."""
     detector.eval()
-    batch_size = min(batch_size, getattr(detector, "max_batch", batch_size))  # a memory bank's memory bound
+    bound = "cpu_batch" if torch.device(device).type == "cpu" else "max_batch"  # a memory bank's bound
+    batch_size = min(batch_size, getattr(detector, bound, batch_size))
     keep = 3 if with_residual else 2
     parts: list[list[np.ndarray]] = [[] for _ in range(keep)]
     for start in range(0, len(images_uint8), batch_size):

@@ -110,6 +110,18 @@ def test_score_writes_rows_with_error_rows_and_exit_codes(bundle, images, tmp_pa
     assert len(rows_of(tmp_path / "b.csv")) == 10  # the file and the glob overlap: each path once
 
 
+def test_decoding_in_the_scoring_thread_or_in_threads_writes_the_same_rows(bundle, images, tmp_path):
+    """--workers 0 decodes inline (the default on 1-2 CPUs); 1 and 3 decode one batch ahead."""
+    written = {}
+    for workers in ("0", "1", "3"):
+        out = tmp_path / f"w{workers}.csv"
+        result = runner.invoke(app, ["score", str(images), "--model", str(bundle), "--out", str(out),
+                                     "--batch-size", "5", "--workers", workers, "--no-progress"])
+        assert result.exit_code == 5, result.output  # the one unreadable file gets its error row either way
+        written[workers] = out.read_text()
+    assert written["0"] == written["1"] == written["3"] and len(written["0"].splitlines()) == 18
+
+
 def test_score_resumes_without_repeating_rows(bundle, images, tmp_path):
     out = tmp_path / "results.csv"
     args = ["score", str(images / "good"), "--model", str(bundle), "--out", str(out), "--batch-size", "4"]
@@ -244,11 +256,11 @@ def test_rows_are_flushed_every_batch_and_forced_to_disk_at_most_once_a_second(t
     assert os.path.getsize(out) > 0
 
 
-def test_decoders_default_to_half_the_usable_cpus(monkeypatch):
+def test_decoders_default_to_none_on_two_cpus_else_half(monkeypatch):
     """More decoding threads than that only take cores from ONNX Runtime's intra-op threads."""
     from adegan.runtime import backends
     from adegan.runtime.file_scoring import default_workers
 
-    for cpus, workers in ((1, 1), (2, 1), (3, 1), (16, 8)):
+    for cpus, workers in ((1, 0), (2, 0), (3, 1), (4, 2), (16, 8)):
         monkeypatch.setattr(backends, "usable_cpus", lambda cpus=cpus: cpus)
         assert default_workers() == workers
