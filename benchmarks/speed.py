@@ -188,6 +188,9 @@ def training_rows(sizes: list[int], bank_options: dict) -> list[dict]:
     from adegan.training.memory_bank import build_detector
     from adegan.training.trainer import Trainer
 
+    from adegan.training.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as `adegan train` does
     rows, rng = [], np.random.default_rng(0)
     for size in sizes:
         model_config = ModelConfig(image_size=size, channels=1)

@@ -27,6 +27,7 @@ from adegan.console import log as default_log, progress_bar
 from adegan.errors import AdeganError, DiskFullError, UsageError
 from adegan.runtime.score import Calibration, calibrate
 from adegan.training import distributed, losses
+from adegan.training.allocator import keep_freed_memory
 from adegan.runtime.files import is_disk_full, write_json
 from adegan.training.checkpoint import CHECKPOINT_NAME, configs_from_state, load_checkpoint, save_checkpoint
 from adegan.training.config import ModelConfig, TrainConfig
@@ -360,7 +361,9 @@ def train(model_config: ModelConfig, train_config: TrainConfig, run_dir: Path,
     Resuming uses the run's saved configs; `resume_epochs` may set a new total of epochs.
     The memory-bank method is built in one pass (`memory_bank.fit`) instead of trained.
     Under torchrun every rank runs this; rank 0 alone prepares the run folder, writes and logs.
+    Memory freed between steps stays in the process for the next one (allocator.py).
     """
+    keep_freed_memory()
     dist = distributed.setup(train_config.device)
     try:
         if not dist.is_main:
