@@ -21,12 +21,24 @@ def _plain(value):
     return value
 
 
+def cpu_model() -> str:
+    """The processor's name (/proc/cpuinfo on Linux, else what the platform says): the same
+    script runs at different speeds on different machines of one kind."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "(processor unknown)"
+
+
 def save_results(path: Path, args, payload: dict, machine_detail: str = "") -> None:
     result = {
         "command": shlex.join(["python", *sys.argv]),
         "arguments": {key: _plain(value) for key, value in vars(args).items()},
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+        "machine": f"{platform.machine()} {cpu_model()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
                    + (f", {machine_detail}" if machine_detail else ""),
         **payload,
     }

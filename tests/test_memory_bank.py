@@ -46,6 +46,22 @@ def test_greedy_coreset_keeps_the_rare_rows():
     assert {500, 501} <= set(chosen.tolist())
 
 
+@pytest.mark.parametrize("per_pass", [1, 4])
+def test_greedy_coreset_takes_the_farthest_rows_each_pass(per_pass):
+    """k-centre by the book (exact distances, no pool, no projection at 8 values per row): each
+    pass takes the `per_pass` rows farthest from every row picked before, the last pass fewer."""
+    rows = torch.randn(300, 8, generator=torch.Generator().manual_seed(1))
+    chosen = greedy_coreset(rows, 19, seed=0, candidates_per_row=100, picks_per_pass=per_pass)
+    picked = torch.randint(300, (1,), generator=torch.Generator().manual_seed(0)).tolist()
+    nearest = ((rows - rows[picked[0]]) ** 2).sum(1)
+    while len(picked) < 19:
+        new = nearest.topk(min(per_pass, 19 - len(picked))).indices.tolist()
+        picked += new
+        for index in new:
+            nearest = torch.minimum(nearest, ((rows - rows[index]) ** 2).sum(1))
+    assert chosen.tolist() == sorted(picked)
+
+
 def test_whole_image_layout_finds_the_nearest_normal():
     config = ModelConfig(image_size=32, channels=1)
     rng = np.random.default_rng(0)

@@ -347,10 +347,16 @@ def greedy_coreset(features: torch.Tensor, size: int, seed: int, projection_dim:
     picks = torch.randint(len(reduced), (1,), generator=generator).to(reduced.device)
     chosen = [picks]
     nearest = torch.full_like(squared_norm, float("inf"))
+    # One distance block and one column of minima, reused by every pass: allocated afresh (tens
+    # of MB, ~512 passes) they let resident memory grow to 8 GB and took 4-5x as long (a 256 px
+    # bank of 200-300 photos on 2 CPU cores), for the same picks.
+    block, closest = reduced.new_empty(len(reduced), per_pass), torch.empty_like(squared_norm)
     remaining = size - 1
     while remaining > 0:  # |a - b|^2 = |a|^2 - 2 a.b + |b|^2, against every new pick at once
-        distance = squared_norm[:, None] - 2.0 * (reduced @ reduced[picks].t()) + squared_norm[picks]
-        nearest = torch.minimum(nearest, distance.min(dim=1).values)
+        distance = block[:, :len(picks)]
+        torch.mm(reduced, reduced[picks].t(), out=distance)
+        distance.mul_(-2.0).add_(squared_norm[:, None]).add_(squared_norm[picks])
+        torch.minimum(nearest, torch.amin(distance, dim=1, out=closest), out=nearest)
         picks = nearest.topk(min(per_pass, remaining)).indices
         chosen.append(picks)
         remaining -= len(picks)
