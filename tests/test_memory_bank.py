@@ -123,11 +123,11 @@ def test_the_bank_bounds_its_batch_by_memory_and_on_a_cpu_by_cache():
     config = ModelConfig(image_size=256, channels=1)
     detector = MemoryBankDetector(config, MemoryBankConfig(), torch.zeros(16384, 256))
     assert detector.max_batch * 31 * 31 * 16384 * 4 <= 256 << 20 and detector.max_batch >= 1
-    assert detector.cpu_batch == 1  # one 256 px image's matrix is already above 32 MB
-    at_128 = MemoryBankDetector(ModelConfig(image_size=128, channels=1), MemoryBankConfig(), torch.zeros(16384, 256))
-    per_image = at_128.map_shape()[0] ** 2 * 16384 * 4
-    assert at_128.cpu_batch * per_image <= 32 << 20 < (at_128.cpu_batch + 1) * per_image
-    assert at_128.cpu_batch < at_128.max_batch
+    assert detector.cpu_batch == 1  # one 256 px image's matrix is already above 16 MB
+    small_bank = MemoryBankDetector(ModelConfig(image_size=128, channels=1), MemoryBankConfig(), torch.zeros(4096, 256))
+    per_image = small_bank.map_shape()[0] ** 2 * 4096 * 4
+    assert small_bank.cpu_batch * per_image <= 16 << 20 < (small_bank.cpu_batch + 1) * per_image
+    assert 1 < small_bank.cpu_batch < small_bank.max_batch
 
 
 def test_the_runtime_splits_batches_by_the_bound_of_its_device():
