@@ -6,7 +6,8 @@ free, and trims the top of its heap once more than its trim threshold is free th
 new step then page-faults on fresh pages that the kernel zeroes first. Measured on 2 CPU cores
 with the rotation network that every whole-image memory bank trains: 19 of 31 s in the kernel,
 12 million page faults. With the mmap threshold at glibc's largest (32 MB) and the trim
-threshold at 1 GB, the same training takes 24 s (2 s in the kernel) for 180 MB more peak memory.
+threshold at 1 GB, the same training takes 24 s (4 s in the kernel) for 180 MB more peak memory;
+blocks above 32 MB (the 64 px network's activations) are still mapped and unmapped each step.
 
 Only glibc has these settings; elsewhere (macOS, Windows, musl) nothing is changed. A user who
 tunes malloc through the environment (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ or
