@@ -183,12 +183,11 @@ def flops_per_image(function, images: int) -> float:
 def training_rows(sizes: list[int], bank_options: dict) -> list[dict]:
     import torch
 
+    from adegan.training.allocator import keep_freed_memory
     from adegan.training.config import MemoryBankConfig, ModelConfig, TrainConfig
     from adegan.training.data import DataSplit
     from adegan.training.memory_bank import build_detector
     from adegan.training.trainer import Trainer
-
-    from adegan.training.allocator import keep_freed_memory
 
     keep_freed_memory()  # as `adegan train` does
     rows, rng = [], np.random.default_rng(0)
