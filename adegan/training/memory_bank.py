@@ -219,10 +219,8 @@ class MemoryBankDetector(nn.Module):
             residual = (blurred - nearest).abs().mean(dim=1, keepdim=True)
             reference = nearest
         else:
-            cross = similarity(features.flatten(0, 1), self.bank).reshape(*features.shape[:2], -1)  # (N, L, M)
-            squared = (features * features).sum(dim=2, keepdim=True) - 2.0 * cross + self.bank_sq_norm
-            nearest, _ = squared.topk(k, dim=2, largest=False)
-            patch_distance = nearest.mean(dim=2).clamp_min(0.0).sqrt()  # (N, L)
+            squared = nearest_squared_distance(features, self.bank, self.bank_sq_norm, k)
+            patch_distance = squared.clamp_min(0.0).sqrt()  # (N, L)
             distance_map = patch_distance.reshape(images.shape[0], 1, *self.map_shape())
             distance = distance_map.flatten(1).max(dim=1).values
             size = self.model_config.image_size
@@ -298,6 +296,25 @@ def similarity(rows: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
     exports as one Gemm with transB set, which reads the bank in place; without one the exporter
     writes a MatMul and a transposed copy of the bank into the file (twice the bundle)."""
     return F.linear(rows, bank, bank.new_zeros(bank.shape[0]))
+
+
+def nearest_squared_distance(features: torch.Tensor, bank: torch.Tensor, bank_sq_norm: torch.Tensor,
+                             k: int) -> torch.Tensor:
+    """(N, L, D) patch features -> (N, L) mean squared Euclidean distance to their k nearest bank rows.
+
+    The (N, L, M) matrix against every bank row is the largest thing a patch bank computes, so it
+    is passed over as few times as possible: one Gemm writes |b|^2 - 2 a.b (its bias carries |b|^2,
+    the factor -2 scales the small feature rows, exactly), one reduction picks the nearest (a
+    minimum when k is 1, the default, cheaper than a sort), and |a|^2, the same for every row b
+    of a patch, is added to the k chosen values only. Spelled out, |a|^2 - 2 a.b + |b|^2 took
+    three more passes over the matrix and a TopK: half of a 256 px image's time in ONNX Runtime.
+    """
+    partial = F.linear(-2.0 * features.flatten(0, 1), bank, bank_sq_norm).reshape(*features.shape[:2], -1)
+    if k == 1:
+        nearest = partial.amin(dim=2)
+    else:
+        nearest = partial.topk(k, dim=2, largest=False).values.mean(dim=2)
+    return nearest + (features * features).sum(dim=2)
 
 
 # ----- building the bank -----------------------------------------------------------------------
