@@ -141,18 +141,17 @@ def test_the_runtime_splits_batches_by_the_bound_of_its_device():
 
 
 
-@pytest.mark.parametrize("image_size", [32, 128])  # whole images (pixels+learned), patches
-def test_the_exported_graph_reads_each_bank_once_as_rows(image_size, tmp_path, monkeypatch):
-    """The bank is stored once, as rows, and compared by a Gemm with transB: no transposed copy in
-    the file (twice the bundle) and neighbours gathered as contiguous rows (a strided gather over
-    a (D, M) bank was the largest cost of a batch-1 frame)."""
+def test_the_exported_whole_image_graph_reads_each_bank_once_as_rows(tmp_path, monkeypatch):
+    """A whole-image bank is stored once, as rows, and compared by a Gemm with transB: no
+    transposed copy in the file (twice the bundle) and neighbours gathered as contiguous rows (a
+    strided gather over a (D, M) bank was the largest cost of a batch-1 frame)."""
     import onnx
 
     from adegan.export.onnx import torch2onnx
     from adegan.training import learned_features
 
     monkeypatch.setattr(learned_features, "MIN_STEPS", 2)
-    rng = np.random.default_rng(0)
+    rng, image_size = np.random.default_rng(0), 32
     config = ModelConfig(image_size=image_size, channels=1)
     detector, _ = build_detector(config, MemoryBankConfig(), rng.integers(0, 255, (30, 1, image_size, image_size),
                                                                           dtype=np.uint8), "cpu",
@@ -161,9 +160,8 @@ def test_the_exported_graph_reads_each_bank_once_as_rows(image_size, tmp_path, m
     torch2onnx(detector, path, 1, image_size)
     graph = onnx.load(str(path)).graph
     shapes = [tuple(t.dims) for t in graph.initializer]
-    banks = ["bank", "learned_bank"] if image_size == 32 else ["bank"]
-    assert detector.learned == (image_size == 32)
-    for name in banks:
+    assert detector.learned
+    for name in ("bank", "learned_bank"):
         rows = tuple(getattr(detector, name).shape)
         assert shapes.count(rows) == 1 and rows[::-1] not in shapes, name
         gemms = [n for n in graph.node if n.op_type == "Gemm" and name in n.input]
@@ -174,8 +172,8 @@ def test_the_exported_graph_reads_each_bank_once_as_rows(image_size, tmp_path, m
 
 @pytest.mark.parametrize("k", [1, 3])
 def test_patch_distance_is_the_mean_over_the_k_nearest_bank_rows(k):
-    """The one-Gemm form (bias |b|^2, |a|^2 added to the chosen values) gives the distances of
-    the k nearest rows by the book."""
+    """The one-product form ([-2 a, 1] times [b, |b|^2], |a|^2 added to the chosen values) gives
+    the distances of the k nearest rows by the book."""
     generator = torch.Generator().manual_seed(0)
     features, bank = torch.randn(2, 7, 16, generator=generator), torch.randn(50, 16, generator=generator)
     expected = torch.cdist(features, bank.expand(2, -1, -1)).pow(2).topk(k, dim=2, largest=False).values.mean(2)
@@ -184,9 +182,10 @@ def test_patch_distance_is_the_mean_over_the_k_nearest_bank_rows(k):
 
 
 def test_the_exported_patch_graph_passes_over_the_distance_matrix_once(tmp_path):
-    """A patch bank's (N, L, M) matrix is the largest thing it computes: one Gemm writes it with
-    the bank's squared norms as bias and one ReduceMin reads it (k = 1). A TopK and elementwise
-    passes over it took half of a 256 px image's time in ONNX Runtime."""
+    """A patch bank's (N, L, M) matrix is the largest thing it computes: one MatMul writes it,
+    against the bank and its squared norms folded into one (D + 1, M) constant (the bank stored
+    once), and one ReduceMin reads it (k = 1). A bias, a TopK and elementwise passes over the
+    matrix took most of a 256 px image's time in ONNX Runtime."""
     import onnx
 
     from adegan.export.onnx import torch2onnx
@@ -198,9 +197,12 @@ def test_the_exported_patch_graph_passes_over_the_distance_matrix_once(tmp_path)
     path = tmp_path / "model.onnx"
     torch2onnx(detector, path, 1, 128)
     graph = onnx.load(str(path)).graph
-    gemms = [node for node in graph.node if node.op_type == "Gemm"]
-    assert [list(node.input)[1:] for node in gemms] == [["bank", "bank_sq_norm"]]
-    readers = [node for node in graph.node if gemms[0].output[0] in node.input]
+    rows, dims = detector.bank.shape
+    matrices = [tuple(weight.dims) for weight in graph.initializer if len(weight.dims) == 2]
+    assert matrices == [(dims + 1, rows)]
+    products = [node for node in graph.node if node.op_type in ("MatMul", "Gemm")]
+    assert len(products) == 1 and products[0].op_type == "MatMul"
+    readers = [node for node in graph.node if products[0].output[0] in node.input]
     while readers and readers[0].op_type == "Reshape":  # shape only: no pass over the values
         readers = [node for node in graph.node if readers[0].output[0] in node.input]
     assert [node.op_type for node in readers] == ["ReduceMin"]
