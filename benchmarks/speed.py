@@ -4,11 +4,18 @@ Scoring, with the default detector (a memory bank) at 32, 128 and 256 px, each o
 files and the same bundle, side by side:
   score        `adegan score` in its own process: list -> decode -> preprocess -> infer -> CSV
   bare_ort     the bundle's model.onnx on preloaded float arrays, the same slices per call
-  torch_eager  the same detector in torch: decode + preprocess + forward + score, same slices
+  torch_eager  the same detector in torch: decode + preprocess + forward + score, same slices, in a
+               fresh process with glibc's default malloc (what a plain torch script gets: its
+               largest tensors are mapped and unmapped by the kernel on every call)
+  torch_eager_heap  the same, in a fresh process whose malloc serves every block from its heap
+               and keeps what is freed (glibc M_MMAP_MAX 0, trim threshold 1 GB): no page faults
+               after the first call, torch at its best here (at the cost of memory it never returns)
 at batch 1 and at score's default batch (32; a memory bank splits it to what its bundle allows on
 a CPU, cpu_inference_batch, and the other two use the same slices). Each rate is measured
 --repeats times (default 3), the three interleaved, and the median is reported (every repeat is
-in the JSON): short runs on a shared 2-core machine move by 20 %. Ratios: score / bare_ort and score / torch_eager.
+in the JSON): short runs on a shared 2-core machine move by 20 %. Ratios: score / bare_ort, score / torch_eager
+and score / torch_eager_heap. (Measured in this script's own process, torch eager depended on what ran
+before it: after a 32 px build had left a large free heap, a 256 px patch bundle ran 1.5x faster than fresh.)
 
 Watch: `adegan watch --video` at batch 1 on a 640 x 480 video, pinned to one core (taskset -c 0)
 when taskset exists, ms per frame p50 / p99 from watch's own summary.
@@ -106,23 +113,53 @@ def bare_onnxruntime(bundle: Path, images: np.ndarray, batch: int, max_inference
     return len(images) / (time.perf_counter() - start)
 
 
-def torch_eager(run: Path, paths: list[Path], size: int, batch: int, max_inference_batch: int | None) -> float:
+def torch_eager(run: Path, paths: list[Path], size: int, batch: int, max_inference_batch: int | None,
+                heap_only: bool = False) -> float:
     import torch
 
     from adegan.runtime.images import read_image, to_model_uint8
     from adegan.runtime.score import abnormality_score
     from adegan.training.inference import load_detector
 
+    if heap_only:
+        heap_only_malloc()
     detector, _, _, calibration, _ = load_detector(run, "cpu")
+
+    def pipeline(chosen: list[Path]) -> None:
+        for begin in range(0, len(chosen), batch):
+            uint8 = np.stack([to_model_uint8(read_image(p), size, 1) for p in chosen[begin:begin + batch]])
+            with torch.no_grad():
+                for inner, end in slices(len(uint8), len(uint8), max_inference_batch):
+                    distance, probs, _ = detector(torch.from_numpy(uint8[inner:end]).float() / 255.0)
+                    abnormality_score(distance.numpy(), probs.numpy(), calibration.mu_e, calibration.sigma_e,
+                                      calibration.score_mode)
+
+    pipeline(paths[:batch])  # warm-up, as bare_onnxruntime has
     start = time.perf_counter()
-    for begin in range(0, len(paths), batch):
-        uint8 = np.stack([to_model_uint8(read_image(p), size, 1) for p in paths[begin:begin + batch]])
-        with torch.no_grad():
-            for inner, end in slices(len(uint8), len(uint8), max_inference_batch):
-                distance, probs, _ = detector(torch.from_numpy(uint8[inner:end]).float() / 255.0)
-                abnormality_score(distance.numpy(), probs.numpy(), calibration.mu_e, calibration.sigma_e,
-                                  calibration.score_mode)
+    pipeline(paths)
     return len(paths) / (time.perf_counter() - start)
+
+
+def heap_only_malloc() -> None:
+    """glibc: serve every block from the heap and keep freed memory there (see torch_eager_heap)."""
+    import ctypes
+
+    from adegan.training import allocator
+
+    if allocator.glibc():
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-4, 0)  # M_MMAP_MAX: no block of its own mapping
+        libc.mallopt(allocator.M_TRIM_THRESHOLD, allocator.TRIM_THRESHOLD)
+
+
+def in_fresh_process(function, *args, **options):
+    """function(*args, **options) in a new interpreter, so nothing this process did before (its
+    heap, its thread pools) changes the rate."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args, **options).result()
 
 
 def scoring_rows(work: Path, size: int, count: int, bank_options: dict, repeats: int) -> dict:
@@ -139,20 +176,23 @@ def scoring_rows(work: Path, size: int, count: int, bank_options: dict, repeats:
     rows = {"image_size": size, "images": count, "max_inference_batch": max_inference_batch,
             "bundle_mb": round(sum(f.stat().st_size for f in bundle.iterdir() if f.is_file()) / 1e6, 1)}
     for batch in (1, SCORE_BATCH):
-        rates = {"score": [], "bare_ort": [], "torch_eager": []}
-        for repeat in range(repeats):  # interleaved, so a slow spell of the machine touches all three alike
+        rates = {"score": [], "bare_ort": [], "torch_eager": [], "torch_eager_heap": []}
+        for repeat in range(repeats):  # interleaved, so a slow spell of the machine touches all four alike
             summary = score_command(bundle, folder, work / f"scores{size}_{batch}_{repeat}.csv", batch)
             rates["score"].append(summary["images_per_second"])
             rates["bare_ort"].append(bare_onnxruntime(bundle, preloaded, batch, max_inference_batch))
-            rates["torch_eager"].append(torch_eager(run, paths, size, batch, max_inference_batch))
-        score_rate, ort_rate, eager_rate = (float(np.median(rates[name])) for name in rates)
+            for name, heap_only in (("torch_eager", False), ("torch_eager_heap", True)):
+                rates[name].append(in_fresh_process(torch_eager, run, paths, size, batch, max_inference_batch, heap_only))
+        score_rate, ort_rate, eager_rate, heap_rate = (float(np.median(rates[name])) for name in rates)
         rows[f"batch_{batch}"] = {
             "score_images_per_second": round(score_rate, 1),
             "score_ms_per_image": round(1000 / score_rate, 3),
             "bare_ort_images_per_second": round(ort_rate, 1),
             "torch_eager_images_per_second": round(eager_rate, 1),
             "score_over_bare_ort": round(score_rate / ort_rate, 3),
+            "torch_eager_heap_images_per_second": round(heap_rate, 1),
             "score_over_torch_eager": round(score_rate / eager_rate, 3),
+            "score_over_torch_eager_heap": round(score_rate / heap_rate, 3),
             "each_repeat": {name: [round(rate, 1) for rate in values] for name, values in rates.items()},
         }
         print(json.dumps({"size": size, "batch": batch, **rows[f"batch_{batch}"]}), flush=True)
