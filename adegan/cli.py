@@ -136,7 +136,7 @@ def train(
     neighbours: Optional[int] = typer.Option(None, min=1, help="Neighbours averaged (default: 5 whole image, 1 patches).",
                                              rich_help_panel=METHOD),
     bank_size: Optional[int] = typer.Option(None, min=1, help="Most feature rows kept, greedy coreset above (default: "
-                                            "4,096 whole images, 16,384 patches).", rich_help_panel=METHOD),
+                                            "4,096, whole images or patches).", rich_help_panel=METHOD),
     distance: WholeImageDistance = typer.Option("mean-z", help="Whole images: cosine, l2, or both standardised on "
                                                 "held-out normals and combined (max-z, mean-z).", rich_help_panel=METHOD),
     patch_features: PatchFeatures = typer.Option("pixels", help="Patches: pixels (mean removed), gradients "

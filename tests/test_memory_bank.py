@@ -77,14 +77,14 @@ def test_whole_image_layout_finds_the_nearest_normal():
     assert residual.shape == (3, 1, 32, 32) and float(residual.max()) < 1e-3
 
 
-def test_the_default_bank_keeps_4096_whole_images_and_16384_patches():
+def test_the_default_bank_keeps_4096_whole_images_and_4096_patches():
     rng = np.random.default_rng(2)
     whole = ModelConfig(image_size=32, channels=1)
     normals = rng.integers(0, 255, (4200, 1, 32, 32), dtype=np.uint8)
     pixels = MemoryBankConfig(distance="cosine", image_features="pixels")
     detector, facts = build_detector(whole, pixels, normals, "cpu")
     assert (facts.rows_seen, facts.rows_kept, detector.bank_size) == (4200, 4096, 4096)
-    assert MemoryBankConfig().rows_kept(128) == 16384 and MemoryBankConfig(bank_size=100).rows_kept(28) == 100
+    assert MemoryBankConfig().rows_kept(128) == 4096 and MemoryBankConfig(bank_size=100).rows_kept(28) == 100
 
 
 @pytest.mark.parametrize("features", ["gradients", "line", "pixels"])
