@@ -396,8 +396,9 @@ def score(
     overlays: Optional[Path] = typer.Option(None, help="Write a heat-map overlay of each anomaly here."),
     resume: bool = typer.Option(False, "--resume", help="Append to --out, skipping images already in it."),
     fail_on_anomaly: bool = typer.Option(False, "--fail-on-anomaly", help="Exit with code 4 if any image is anomalous."),
-    workers: Optional[int] = typer.Option(None, min=0, help="Decoding threads; 0 decodes in the scoring "
-                                          "thread [default: 0 on 1-2 usable CPUs, else half of them]."),
+    workers: Optional[int] = typer.Option(None, min=0, help="Scoring threads, each decoding and scoring its own "
+                                          "batches with a share of the CPUs; 0 or 1: one thread [default: one per "
+                                          "usable CPU]."),
     unverified_bundle: bool = typer.Option(False, "--unverified-bundle", help="Load model files the manifest does "
                                            "not hash (an old or hand-made bundle) without refusing."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (logs, CI)."),
@@ -405,11 +406,13 @@ def score(
 ):
     """Batch-score images with a bundle (no torch): one row per image, written as it goes."""
     try:
-        from adegan.runtime.file_scoring import expand_inputs, score_files
+        from adegan.runtime.file_scoring import default_workers, expand_inputs, score_files
         from adegan.runtime.model import BundleModel
 
         files = expand_inputs(paths)
-        with BundleModel(model, backend.value, precision.value, threshold, verify=not unverified_bundle) as bundle_model:
+        workers = default_workers() if workers is None else workers
+        with BundleModel(model, backend.value, precision.value, threshold, verify=not unverified_bundle,
+                         parallel_calls=max(1, workers)) as bundle_model:
             summary = score_files(bundle_model, files, out, batch_size, resume, overlays, workers, not no_progress)
     except AdeganError as error:
         _fail(error)

@@ -50,7 +50,7 @@ def one_thread_model(bundle: Path):
 def score_batch(model, batch: list[str]) -> list[dict]:
     from adegan.runtime import file_scoring
 
-    return file_scoring._score_batch(model, batch, file_scoring._load_all(model, batch), None, file_scoring.Summary())
+    return file_scoring._score_batch(model, batch, file_scoring._load_all(model, batch), None)
 
 
 def _start_lane(bundle: Path) -> None:

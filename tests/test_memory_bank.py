@@ -136,6 +136,10 @@ def test_the_runtime_splits_batches_by_the_bound_of_its_device():
 
     manifest = {"max_inference_batch": 20, "cpu_inference_batch": 2}
     assert inference_batch(manifest, on_cpu=True) == 2 and inference_batch(manifest, on_cpu=False) == 20
+    # calls running at once share the cache budget; a GPU's bound is not shared
+    wide = {"max_inference_batch": 20, "cpu_inference_batch": 8}
+    assert [inference_batch(wide, True, calls) for calls in (1, 2, 3, 16)] == [8, 4, 2, 1]
+    assert inference_batch(wide, on_cpu=False, parallel_calls=4) == 20
     assert inference_batch({"max_inference_batch": 20}, on_cpu=True) == 20  # a bundle exported before
     assert inference_batch({}, on_cpu=True) is None and inference_batch({"max_inference_batch": None}, True) is None
 

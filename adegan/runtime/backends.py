@@ -25,8 +25,10 @@ class OnnxRuntimeBackend:
     """
 
     name = "onnxruntime"
+    concurrent_calls = True  # a session may run in several threads at once
 
-    def __init__(self, bundle: Path, manifest: dict, precision: str = "fp32", providers: list | None = None):
+    def __init__(self, bundle: Path, manifest: dict, precision: str = "fp32", providers: list | None = None,
+                 threads: int | None = None):
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -39,10 +41,10 @@ class OnnxRuntimeBackend:
             raise UsageError(f"{model}: not in the bundle; export with --fp16 or use --precision fp32")
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        # One intra-op thread per CPU this process may run on (taskset, cgroups, a container's
-        # cpuset); ORT's own default pins one thread per physical core of the machine, which
-        # oversubscribes a process that was given fewer cores.
-        options.intra_op_num_threads = usable_cpus()
+        # `threads` intra-op threads per call, by default one per CPU this process may run on
+        # (taskset, cgroups, a container's cpuset); ORT's own default pins one thread per physical
+        # core of the machine, which oversubscribes a process that was given fewer cores.
+        options.intra_op_num_threads = threads or usable_cpus()
         options.inter_op_num_threads = 1
         requested = providers or choose_providers(ort.get_available_providers(), Path(bundle), precision == "fp16")
         self.session = ort.InferenceSession(str(model), options, providers=requested)
@@ -110,10 +112,12 @@ def tensorrt_available() -> bool:
     return hasattr(trt, "Runtime")
 
 
-def open_backend(bundle: Path, manifest: dict, kind: str = "auto", precision: str = "fp32", verify: bool = True):
+def open_backend(bundle: Path, manifest: dict, kind: str = "auto", precision: str = "fp32", verify: bool = True,
+                 threads: int | None = None):
     """The backend to score with: `auto` takes the bundle's TensorRT engine when TensorRT and
-    cuda-python are importable, else ONNX Runtime. With `verify`, the file it loads must be one
-    the manifest hashes (load_manifest has checked those hashes)."""
+    cuda-python are importable, else ONNX Runtime (`threads` intra-op threads per call, default
+    one per usable CPU). With `verify`, the file it loads must be one the manifest hashes
+    (load_manifest has checked those hashes)."""
     if kind not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {kind!r}")
     engine = Path(bundle) / ENGINE_FILE
@@ -125,4 +129,4 @@ def open_backend(bundle: Path, manifest: dict, kind: str = "auto", precision: st
     model_file = onnx_file(precision)
     if (Path(bundle) / model_file).is_file():  # a missing file gets the backend's own message
         require_listed(bundle, manifest, model_file, verify)
-    return OnnxRuntimeBackend(bundle, manifest, precision)
+    return OnnxRuntimeBackend(bundle, manifest, precision, threads=threads)

@@ -60,6 +60,7 @@ class Backend(Protocol):
 
     name: str
     on_cpu: bool  # runs on the CPU (a memory bank then scores fewer images per call)
+    concurrent_calls: bool  # infer() may run in several threads at once
 
     def infer(self, images: np.ndarray) -> Outputs: ...
 

@@ -1,8 +1,9 @@
 """`adegan score`: batch-score image files into CSV or JSONL, resumably.
 
-Decoding runs in a thread pool, one batch ahead of inference (or, on a machine of one or two
-cores, in the scoring thread itself), so memory stays bounded by two batches whatever the number
-of images. Each batch's rows are appended and flushed to the operating system before the next
+Scoring threads (one per CPU by default) each take a batch, decode it and run it through the
+model, so decoding on one core overlaps inference on another; rows are written in the order of
+the files, and at most two batches per thread are in flight, so memory stays bounded whatever
+the number of images. Each batch's rows are appended and flushed to the operating system before the next
 batch, so a killed or interrupted run loses nothing and
 `--resume` skips what is already written; they are forced to the disk (fsync) at most once per
 second and at the end, so a slow disk does not set the pace (a power cut can cost the last
@@ -17,6 +18,7 @@ import glob
 import json
 import os
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
@@ -190,49 +192,56 @@ def _load_all(model: BundleModel, paths: list[str]) -> list:
     return [_load(model, path) for path in paths]
 
 
-def _submit_batch(pool: ThreadPoolExecutor, model: BundleModel, batch: list[str], workers: int) -> list:
-    """Decode one batch as `workers` tasks of consecutive files: one task per file costs more in
-    Python bookkeeping than decoding a small image does."""
-    step = -(-len(batch) // workers)
-    return [pool.submit(_load_all, model, batch[start:start + step]) for start in range(0, len(batch), step)]
+def _decode_and_score(model: BundleModel, batch: list[str], overlays: Path | None) -> list[dict]:
+    return _score_batch(model, batch, _load_all(model, batch), overlays)
 
 
-def _decoded(model: BundleModel, batches: list[list[str]], workers: int):
-    """(batch, decoded images) in order: decoded in the scoring thread when `workers` is 0, else in
-    `workers` threads one batch ahead of inference."""
-    if workers == 0:
+def _scored_batches(model: BundleModel, batches: list[list[str]], overlays: Path | None, workers: int):
+    """(batch, rows) in order. With more than one worker, each of `workers` threads decodes a
+    batch and scores it while the others do the same with the next ones; at most two batches
+    per worker are in flight, so memory stays bounded whatever the number of images."""
+    if workers <= 1:
         for batch in batches:
-            yield batch, _load_all(model, batch)
+            yield batch, _decode_and_score(model, batch, overlays)
         return
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = _submit_batch(pool, model, batches[0], workers) if batches else []
-        for index, batch in enumerate(batches):
-            loaded = [item for future in pending for item in future.result()]
-            pending = _submit_batch(pool, model, batches[index + 1], workers) if index + 1 < len(batches) else []
-            yield batch, loaded
+        pending: deque = deque()
+        try:
+            for batch in batches:
+                pending.append((batch, pool.submit(_decode_and_score, model, batch, overlays)))
+                if len(pending) >= 2 * workers:
+                    done, future = pending.popleft()
+                    yield done, future.result()
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
+        finally:  # stopped early (an error, Ctrl-C): batches not started are dropped
+            for _, future in pending:
+                future.cancel()
 
 
 def default_workers() -> int:
-    """Decoding threads when none are asked for: none on one or two CPUs (decoding in the scoring
-    thread was as fast or faster there: ONNX Runtime already keeps both cores busy, and a decoding
-    thread only takes turns with it), else half the CPUs this process may use.
-    Measured with benchmarks/score_threads_probe.py."""
+    """Scoring threads when none are asked for: one per CPU this process may use. Each decodes
+    its own batch and runs it through the model with its share of the CPUs (one ONNX Runtime
+    thread each when there are as many threads as CPUs), so one core decodes while the other
+    infers instead of the two taking turns; on 2 cores this measured 3-9 % faster than one
+    scoring thread whose calls use both cores (benchmarks/score_overhead_probe.py, RESULTS.md)."""
     from adegan.runtime.backends import usable_cpus
 
-    cpus = usable_cpus()
-    return 0 if cpus <= 2 else cpus // 2
+    return usable_cpus()
 
 
 def score_files(model: BundleModel, paths: list[str], out: Path, batch_size: int = 32, resume: bool = False,
                 overlays: Path | None = None, workers: int | None = None, progress: bool = True,
                 log=default_log) -> Summary:
-    """Score `paths` with `model`, writing one row per image to `out` (`workers` decoding threads,
-    0 to decode in this thread, default_workers() when None)."""
+    """Score `paths` with `model`, writing one row per image to `out` with `workers` scoring
+    threads (0 or 1: this thread alone; None: the parallel_calls `model` was opened for, so the
+    threads share the CPUs instead of each call taking them all)."""
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-    workers = default_workers() if workers is None else workers
+    workers = model.parallel_calls if workers is None else workers
     if workers < 0:
-        raise UsageError(f"--workers must be 0 (decode in the scoring thread) or more, got {workers}")
+        raise UsageError(f"--workers must be 0 or more (0 and 1: one scoring thread), got {workers}")
     writer = ResultWriter(out, resume, model.identity())
     todo = [p for p in paths if str(p) not in writer.done]
     summary = Summary(skipped=len(paths) - len(todo), backend=model.backend.describe())
@@ -241,10 +250,13 @@ def score_files(model: BundleModel, paths: list[str], out: Path, batch_size: int
     batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
     start = time.perf_counter()
     try:
-        with progress_bar(len(todo), "scoring", progress) as bar, closing(_decoded(model, batches, workers)) as decoded:
-            for batch, loaded in decoded:
-                rows = _score_batch(model, batch, loaded, overlays, summary)
+        with progress_bar(len(todo), "scoring", progress) as bar, \
+                closing(_scored_batches(model, batches, overlays, workers)) as scored:
+            for batch, rows in scored:
                 writer.write(rows)
+                summary.images += len(batch)
+                summary.errors += sum(1 for row in rows if row["verdict"] == "error")
+                summary.anomalies += sum(1 for row in rows if row["verdict"] == "anomaly")
                 bar.advance(len(batch), f"{summary.anomalies} anomalies, {summary.errors} errors")
     except (OSError, DiskFullError) as error:  # rows or an overlay: one message that says how to go on
         if not is_disk_full(error):
@@ -258,7 +270,7 @@ def score_files(model: BundleModel, paths: list[str], out: Path, batch_size: int
     return summary
 
 
-def _score_batch(model: BundleModel, paths: list[str], loaded: list, overlays: Path | None, summary: Summary) -> list[dict]:
+def _score_batch(model: BundleModel, paths: list[str], loaded: list, overlays: Path | None) -> list[dict]:
     good = [i for i, (_, tensor, error) in enumerate(loaded) if error is None]
     rows: list[dict] = [{"path": str(p), "verdict": "error", "error": loaded[i][2]} for i, p in enumerate(paths)]
     if good:
@@ -267,9 +279,6 @@ def _score_batch(model: BundleModel, paths: list[str], loaded: list, overlays: P
             rows[i] = {"path": str(paths[i]), **row, "error": None}
             if overlays is not None and scores.anomalous[k]:
                 _write_overlay(overlays, paths[i], loaded[i][0], scores.outputs.residual[k, 0], row["score"])
-    summary.images += len(paths)
-    summary.errors += len(paths) - len(good)
-    summary.anomalies += sum(1 for r in rows if r["verdict"] == "anomaly")
     return rows
 
 

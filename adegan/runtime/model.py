@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from adegan.runtime.backends import open_backend
+from adegan.runtime.backends import open_backend, usable_cpus
 from adegan.runtime.bundle import load_manifest
 from adegan.runtime.contract import OUTPUT_NAMES, Outputs
 from adegan.runtime.images import to_float, to_model_uint8
 from adegan.runtime.score import abnormality_score
 
 
-def inference_batch(manifest: dict, on_cpu: bool) -> int | None:
+def inference_batch(manifest: dict, on_cpu: bool, parallel_calls: int = 1) -> int | None:
     """Most images per inference call, None for no limit. A memory bank's patch-distance matrix
     grows with the batch; its bundle says how many images keep it near 256 MB of memory, and how
-    many keep it near a CPU's cache (faster there). Larger batches are split."""
+    many keep it near a CPU's cache (faster there), a budget that calls running at once share.
+    Larger batches are split."""
     cpu_batch = manifest.get("cpu_inference_batch") if on_cpu else None
-    return int(cpu_batch or manifest.get("max_inference_batch") or 0) or None
+    if cpu_batch:
+        return max(1, int(cpu_batch) // parallel_calls)
+    return int(manifest.get("max_inference_batch") or 0) or None
 
 
 @dataclass
@@ -37,17 +41,24 @@ class Scores:
 
 class BundleModel:
     """Preprocess -> infer -> score, exactly as training evaluated it. A context manager: leaving
-    the `with` block releases the backend (ORT session, TensorRT buffers and stream)."""
+    the `with` block releases the backend (ORT session, TensorRT buffers and stream).
+
+    `parallel_calls`: how many threads will score at once. The CPUs are shared among them (ONNX
+    Runtime gives each call usable CPUs / parallel_calls threads), and a backend that cannot run
+    two calls at once (TensorRT's one execution context) takes them in turn."""
 
     def __init__(self, bundle: Path, backend: str = "auto", precision: str = "fp32",
-                 threshold: float | None = None, verify: bool = True):
+                 threshold: float | None = None, verify: bool = True, parallel_calls: int = 1):
         self.bundle = Path(bundle)
         self.manifest = load_manifest(self.bundle, verify=verify)
-        self.backend = open_backend(self.bundle, self.manifest, backend, precision, verify)
+        self.parallel_calls = max(1, parallel_calls)
+        threads = max(1, usable_cpus() // self.parallel_calls)
+        self.backend = open_backend(self.bundle, self.manifest, backend, precision, verify, threads)
+        self.turns = None if self.backend.concurrent_calls or self.parallel_calls == 1 else threading.Lock()
         score = self.manifest["score"]
         self.mu_e, self.sigma_e, self.score_mode = score["mu_e"], score["sigma_e"], score["score_mode"]
         self.threshold = float(score["threshold"] if threshold is None else threshold)
-        self.max_inference_batch = inference_batch(self.manifest, self.backend.on_cpu)
+        self.max_inference_batch = inference_batch(self.manifest, self.backend.on_cpu, self.parallel_calls)
         self.channels = self.manifest["input"]["channels"]
         self.image_size = self.manifest["input"]["image_size"]
 
@@ -68,10 +79,16 @@ class BundleModel:
         """The backend's outputs for float images, in slices of at most max_inference_batch."""
         step = self.max_inference_batch
         if step is None or len(images) <= step:
-            return self.backend.infer(images)
-        parts = [self.backend.infer(images[start:start + step]) for start in range(0, len(images), step)]
+            return self._backend_infer(images)
+        parts = [self._backend_infer(images[start:start + step]) for start in range(0, len(images), step)]
         return Outputs(*(np.concatenate([getattr(part, name) for part in parts])
                          for name in OUTPUT_NAMES))
+
+    def _backend_infer(self, images: np.ndarray) -> Outputs:
+        if self.turns is None:
+            return self.backend.infer(images)
+        with self.turns:
+            return self.backend.infer(images)
 
     def score_uint8(self, batch_uint8: np.ndarray) -> Scores:
         outputs = self.infer(to_float(batch_uint8))

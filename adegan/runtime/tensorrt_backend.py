@@ -41,6 +41,7 @@ def _check(result):
 class TensorRTBackend:
     name = "tensorrt"
     on_cpu = False
+    concurrent_calls = False  # one execution context and stream: calls take turns
 
     def __init__(self, engine_path: Path, manifest: dict):
         try:

@@ -110,16 +110,67 @@ def test_score_writes_rows_with_error_rows_and_exit_codes(bundle, images, tmp_pa
     assert len(rows_of(tmp_path / "b.csv")) == 10  # the file and the glob overlap: each path once
 
 
-def test_decoding_in_the_scoring_thread_or_in_threads_writes_the_same_rows(bundle, images, tmp_path):
-    """--workers 0 decodes inline (the default on 1-2 CPUs); 1 and 3 decode one batch ahead."""
-    written = {}
-    for workers in ("0", "1", "3"):
+def test_one_or_several_scoring_threads_write_the_same_rows_and_summary(bundle, images, tmp_path):
+    """--workers 0 and 1 score in one thread; 2 and 3 score batches side by side (batches of 2:
+    more batches than the threads keep in flight), rows still in the files' order."""
+    written, summaries = {}, {}
+    for workers in ("0", "1", "2", "3"):
         out = tmp_path / f"w{workers}.csv"
         result = runner.invoke(app, ["score", str(images), "--model", str(bundle), "--out", str(out),
-                                     "--batch-size", "5", "--workers", workers, "--no-progress"])
+                                     "--batch-size", "2", "--workers", workers, "--no-progress", "--json"])
         assert result.exit_code == 5, result.output  # the one unreadable file gets its error row either way
         written[workers] = out.read_text()
-    assert written["0"] == written["1"] == written["3"] and len(written["0"].splitlines()) == 18
+        summary = json.loads(result.output.strip().splitlines()[-1])
+        summaries[workers] = {key: summary[key] for key in ("images", "anomalies", "errors")}
+    assert written["0"] == written["1"] == written["2"] == written["3"] and len(written["0"].splitlines()) == 18
+    assert summaries["0"] == summaries["1"] == summaries["2"] == summaries["3"]
+    assert summaries["0"]["images"] == 17 and summaries["0"]["errors"] == 1
+
+
+def test_scoring_threads_share_the_cpus_and_a_single_context_backend_takes_turns(bundle, images, tmp_path,
+                                                                                 monkeypatch):
+    """ONNX Runtime gets usable CPUs / threads intra-op threads per call; a backend that cannot
+    run two calls at once (TensorRT's one context) is never entered by two threads together."""
+    import threading
+    import time
+
+    from adegan.runtime import backends, model as model_module
+    from adegan.runtime.contract import Outputs
+    from adegan.runtime.file_scoring import expand_inputs, score_files
+
+    monkeypatch.setattr(backends, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(model_module, "usable_cpus", lambda: 4)
+    for calls, threads in ((1, 4), (2, 2), (4, 1), (8, 1)):
+        with BundleModel(bundle, parallel_calls=calls) as opened:
+            assert opened.backend.session.get_session_options().intra_op_num_threads == threads
+
+    class OneContext:
+        name, on_cpu, concurrent_calls = "fake", False, False
+        inside = most = 0
+        lock = threading.Lock()
+
+        def infer(self, batch):
+            with self.lock:
+                OneContext.inside += 1
+                OneContext.most = max(OneContext.most, OneContext.inside)
+            time.sleep(0.01)
+            with self.lock:
+                OneContext.inside -= 1
+            count = len(batch)
+            return Outputs(np.zeros(count, np.float32), np.full((count, 4), 0.25, np.float32),
+                           np.zeros((count, 1, 32, 32), np.float32))
+
+        def describe(self):
+            return "fake"
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(model_module, "open_backend", lambda *args: OneContext())
+    with BundleModel(bundle, parallel_calls=3) as opened:
+        summary = score_files(opened, expand_inputs([str(images)]), tmp_path / "turns.csv", batch_size=2,
+                              progress=False, log=lambda m: None)
+    assert summary.images == 17 and OneContext.most == 1
 
 
 def test_score_resumes_without_repeating_rows(bundle, images, tmp_path):
@@ -256,11 +307,10 @@ def test_rows_are_flushed_every_batch_and_forced_to_disk_at_most_once_a_second(t
     assert os.path.getsize(out) > 0
 
 
-def test_decoders_default_to_none_on_two_cpus_else_half(monkeypatch):
-    """More decoding threads than that only take cores from ONNX Runtime's intra-op threads."""
+def test_scoring_threads_default_to_one_per_usable_cpu(monkeypatch):
     from adegan.runtime import backends
     from adegan.runtime.file_scoring import default_workers
 
-    for cpus, workers in ((1, 0), (2, 0), (3, 1), (4, 2), (16, 8)):
+    for cpus in (1, 2, 16):
         monkeypatch.setattr(backends, "usable_cpus", lambda cpus=cpus: cpus)
-        assert default_workers() == workers
+        assert default_workers() == cpus
