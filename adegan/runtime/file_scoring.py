@@ -1,9 +1,9 @@
 """`adegan score`: batch-score image files into CSV or JSONL, resumably.
 
-Scoring threads (one per CPU by default) each take a batch, decode it and run it through the
-model, so decoding on one core overlaps inference on another; rows are written in the order of
-the files, and at most two batches per thread are in flight, so memory stays bounded whatever
-the number of images. Each batch's rows are appended and flushed to the operating system before the next
+Scoring threads (one per CPU by default) each take a piece of a batch, decode it and run it
+through the model, so decoding on one core overlaps inference on another; rows are written in
+the order of the files, and at most two pieces per thread are in flight, so memory stays
+bounded whatever the number of images. Each batch's rows are appended and flushed to the operating system before the next
 batch, so a killed or interrupted run loses nothing and
 `--resume` skips what is already written; they are forced to the disk (fsync) at most once per
 second and at the end, so a slow disk does not set the pace (a power cut can cost the last
@@ -197,27 +197,35 @@ def _decode_and_score(model: BundleModel, batch: list[str], overlays: Path | Non
 
 
 def _scored_batches(model: BundleModel, batches: list[list[str]], overlays: Path | None, workers: int):
-    """(batch, rows) in order. With more than one worker, each of `workers` threads decodes a
-    batch and scores it while the others do the same with the next ones; at most two batches
-    per worker are in flight, so memory stays bounded whatever the number of images."""
+    """(batch, rows) in order. With more than one worker, each batch is cut into one piece per
+    worker (consecutive files) and each of `workers` threads decodes and scores a piece, so even
+    a single batch keeps every thread busy; at most two pieces per worker are in flight, so
+    memory stays bounded whatever the number of images."""
     if workers <= 1:
         for batch in batches:
             yield batch, _decode_and_score(model, batch, overlays)
         return
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: deque = deque()
+        pending: deque = deque()  # (batch, futures of its pieces)
         try:
+            in_flight = 0
             for batch in batches:
-                pending.append((batch, pool.submit(_decode_and_score, model, batch, overlays)))
-                if len(pending) >= 2 * workers:
-                    done, future = pending.popleft()
-                    yield done, future.result()
+                step = -(-len(batch) // workers)
+                pieces = [pool.submit(_decode_and_score, model, batch[start:start + step], overlays)
+                          for start in range(0, len(batch), step)]
+                pending.append((batch, pieces))
+                in_flight += len(pieces)
+                while in_flight >= 2 * workers:
+                    done, futures = pending.popleft()
+                    in_flight -= len(futures)
+                    yield done, [row for future in futures for row in future.result()]
             while pending:
-                done, future = pending.popleft()
-                yield done, future.result()
-        finally:  # stopped early (an error, Ctrl-C): batches not started are dropped
-            for _, future in pending:
-                future.cancel()
+                done, futures = pending.popleft()
+                yield done, [row for future in futures for row in future.result()]
+        finally:  # stopped early (an error, Ctrl-C): pieces not started are dropped
+            for _, futures in pending:
+                for future in futures:
+                    future.cancel()
 
 
 def default_workers() -> int:
