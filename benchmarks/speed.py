@@ -3,7 +3,8 @@
 Scoring, with the default detector (a memory bank) at 32, 128 and 256 px, each on the same image
 files and the same bundle, side by side:
   score        `adegan score` in its own process: list -> decode -> preprocess -> infer -> CSV
-  bare_ort     the bundle's model.onnx on preloaded float arrays, the same slices per call
+  bare_ort     the bundle's model.onnx on preloaded float arrays, one session using every core, in
+               the slices the bundle gives such a call (score's threads, sharing the cores, cut smaller ones)
   torch_eager  the same detector in torch: decode + preprocess + forward + score, same slices, in a
                fresh process with glibc's default malloc (what a plain torch script gets: its
                largest tensors are mapped and unmapped by the kernel on every call)
@@ -11,7 +12,8 @@ files and the same bundle, side by side:
                and keeps what is freed (glibc M_MMAP_MAX 0, trim threshold 1 GB): no page faults
                after the first call, torch at its best here (at the cost of memory it never returns)
 at batch 1 and at score's default batch (32; a memory bank splits it to what its bundle allows on
-a CPU, cpu_inference_batch, and the other two use the same slices). Each rate is measured
+a CPU, cpu_inference_batch, which bare_ort and torch_eager use; score's threads split it further,
+sharing that budget). Each rate is measured
 --repeats times (default 3), the three interleaved, and the median is reported (every repeat is
 in the JSON): short runs on a shared 2-core machine move by 20 %. Ratios: score / bare_ort, score / torch_eager
 and score / torch_eager_heap. (Measured in this script's own process, torch eager depended on what ran
