@@ -1,9 +1,10 @@
 """`adegan score`: batch-score image files into CSV or JSONL, resumably.
 
 Scoring threads (one per CPU by default) each take a piece of a batch, decode it and run it
-through the model, so decoding on one core overlaps inference on another; rows are written in
-the order of the files, and at most two pieces per thread are in flight, so memory stays
-bounded whatever the number of images. Each batch's rows are appended and flushed to the operating system before the next
+through the model, so decoding on one core overlaps inference on another (on a GPU, where a
+batch stays one call, they decode the next batch meanwhile); rows are written in the order of
+the files, and at most two pieces per thread (two batches on a GPU) are in flight, so memory
+stays bounded whatever the number of images. Each batch's rows are appended and flushed to the operating system before the next
 batch, so a killed or interrupted run loses nothing and
 `--resume` skips what is already written; they are forced to the disk (fsync) at most once per
 second and at the end, so a slow disk does not set the pace (a power cut can cost the last
@@ -196,14 +197,37 @@ def _decode_and_score(model: BundleModel, batch: list[str], overlays: Path | Non
     return _score_batch(model, batch, _load_all(model, batch), overlays)
 
 
+def _submit_batch(pool: ThreadPoolExecutor, model: BundleModel, batch: list[str], workers: int) -> list:
+    """Decode one batch as `workers` tasks of consecutive files: one task per file costs more in
+    Python bookkeeping than decoding a small image does."""
+    step = -(-len(batch) // workers)
+    return [pool.submit(_load_all, model, batch[start:start + step]) for start in range(0, len(batch), step)]
+
+
+def _decoded_ahead(model: BundleModel, batches: list[list[str]], workers: int):
+    """(batch, decoded images) in order, decoded by `workers` threads one batch ahead."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = _submit_batch(pool, model, batches[0], workers) if batches else []
+        for index, batch in enumerate(batches):
+            loaded = [item for future in pending for item in future.result()]
+            pending = _submit_batch(pool, model, batches[index + 1], workers) if index + 1 < len(batches) else []
+            yield batch, loaded
+
+
 def _scored_batches(model: BundleModel, batches: list[list[str]], overlays: Path | None, workers: int):
-    """(batch, rows) in order. With more than one worker, each batch is cut into one piece per
-    worker (consecutive files) and each of `workers` threads decodes and scores a piece, so even
-    a single batch keeps every thread busy; at most two pieces per worker are in flight, so
-    memory stays bounded whatever the number of images."""
+    """(batch, rows) in order. With more than one worker on a CPU, each batch is cut into one
+    piece per worker (consecutive files) and each of `workers` threads decodes and scores a
+    piece, so even a single batch keeps every core busy; at most two pieces per worker are in
+    flight, so memory stays bounded whatever the number of images. On a GPU a batch stays one
+    call (the device wants large ones) and the threads decode the next batch meanwhile."""
     if workers <= 1:
         for batch in batches:
             yield batch, _decode_and_score(model, batch, overlays)
+        return
+    if not model.backend.on_cpu:
+        with closing(_decoded_ahead(model, batches, workers)) as decoded:
+            for batch, loaded in decoded:
+                yield batch, _score_batch(model, batch, loaded, overlays)
         return
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()  # (batch, futures of its pieces)
@@ -229,11 +253,12 @@ def _scored_batches(model: BundleModel, batches: list[list[str]], overlays: Path
 
 
 def default_workers() -> int:
-    """Scoring threads when none are asked for: one per CPU this process may use. Each decodes
-    its own batch and runs it through the model with its share of the CPUs (one ONNX Runtime
-    thread each when there are as many threads as CPUs), so one core decodes while the other
-    infers instead of the two taking turns; on 2 cores this measured 3-9 % faster than one
-    scoring thread whose calls use both cores (benchmarks/score_overhead_probe.py, RESULTS.md)."""
+    """Scoring threads when none are asked for: one per CPU this process may use. On a CPU each
+    decodes its piece of a batch and runs it through the model with its share of the CPUs (one
+    ONNX Runtime thread each when there are as many threads as CPUs), so one core decodes while
+    the other infers instead of the two taking turns: on 2 cores 4-14 % faster at 128-256 px
+    than one scoring thread whose calls use both cores, and no faster at 32 px batch 32
+    (benchmarks/score_overhead_probe.py, RESULTS.md). On a GPU they decode ahead of inference."""
     from adegan.runtime.backends import usable_cpus
 
     return usable_cpus()

@@ -130,7 +130,8 @@ def test_one_or_several_scoring_threads_write_the_same_rows_and_summary(bundle, 
 def test_scoring_threads_share_the_cpus_and_a_single_context_backend_takes_turns(bundle, images, tmp_path,
                                                                                  monkeypatch):
     """ONNX Runtime gets usable CPUs / threads intra-op threads per call; a backend that cannot
-    run two calls at once (TensorRT's one context) is never entered by two threads together."""
+    run two calls at once (TensorRT's one context) is never entered by two threads together, and
+    score keeps a GPU's batches whole."""
     import threading
     import time
 
@@ -148,6 +149,7 @@ def test_scoring_threads_share_the_cpus_and_a_single_context_backend_takes_turns
         name, on_cpu, concurrent_calls = "fake", False, False
         inside = most = 0
         lock = threading.Lock()
+        sizes: list = []
 
         def infer(self, batch):
             with self.lock:
@@ -157,6 +159,7 @@ def test_scoring_threads_share_the_cpus_and_a_single_context_backend_takes_turns
             with self.lock:
                 OneContext.inside -= 1
             count = len(batch)
+            OneContext.sizes.append(count)
             return Outputs(np.zeros(count, np.float32), np.full((count, 4), 0.25, np.float32),
                            np.zeros((count, 1, 32, 32), np.float32))
 
@@ -168,9 +171,19 @@ def test_scoring_threads_share_the_cpus_and_a_single_context_backend_takes_turns
 
     monkeypatch.setattr(model_module, "open_backend", lambda *args: OneContext())
     with BundleModel(bundle, parallel_calls=3) as opened:
-        summary = score_files(opened, expand_inputs([str(images)]), tmp_path / "turns.csv", batch_size=2,
+        batch = np.zeros((2, 1, 32, 32), np.uint8)
+        callers = [threading.Thread(target=opened.score_uint8, args=(batch,)) for _ in range(3)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        assert OneContext.most == 1
+        # score on such a (GPU) backend: whole batches per call, decoded ahead by the threads
+        OneContext.sizes.clear()
+        summary = score_files(opened, expand_inputs([str(images)]), tmp_path / "turns.csv", batch_size=5,
                               progress=False, log=lambda m: None)
-    assert summary.images == 17 and OneContext.most == 1
+    assert summary.images == 17 and summary.errors == 1 and OneContext.most == 1
+    assert len(rows_of(tmp_path / "turns.csv")) == 17 and max(OneContext.sizes) == 5
 
 
 def test_score_resumes_without_repeating_rows(bundle, images, tmp_path):
