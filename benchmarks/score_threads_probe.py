@@ -4,6 +4,10 @@ thread settings win. In one process, on the same files and bundle: bare ORT on p
 decoding in the scoring thread), with ORT's intra-op threads spinning (ORT's default) or not,
 several repeats each (best kept).
 
+Written when `--workers` counted decoding threads (its results up to 2026-12-05, afternoon). Since
+then `score` runs scoring threads that share the CPUs (benchmarks/score_overhead_probe.py measures
+those); here the worker counts now mean scoring threads whose calls each use every CPU.
+
     python benchmarks/score_threads_probe.py BUNDLE FOLDER [--repeats 3] [--workers 0 1 2 4]
 """
 
