@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark_results import save_results
+from speed import slices
 
 
 def timed(owner, name: str, totals: dict, key: str):
@@ -47,12 +48,16 @@ def timed(owner, name: str, totals: dict, key: str):
     return lambda: setattr(owner, name, original)
 
 
-def threaded_ms(model, paths: list[str], batch: int) -> float:
+def scored(model, paths: list[str], batch: int):
+    """score_files's summary for `paths`, its rows written to a temporary file."""
     from adegan.runtime.file_scoring import score_files
 
     with tempfile.TemporaryDirectory() as folder:
-        summary = score_files(model, paths, Path(folder) / "s.csv", batch, progress=False, log=lambda m: None)
-    return summary.seconds / len(paths) * 1e3
+        return score_files(model, paths, Path(folder) / "s.csv", batch, progress=False, log=lambda m: None)
+
+
+def threaded_ms(model, paths: list[str], batch: int) -> float:
+    return scored(model, paths, batch).seconds / len(paths) * 1e3
 
 
 def phases(model, paths: list[str], batch: int) -> dict:
@@ -64,21 +69,12 @@ def phases(model, paths: list[str], batch: int) -> dict:
             timed(model.backend, "infer", totals, "infer"),
             timed(file_scoring.ResultWriter, "write", totals, "write")]
     try:
-        with tempfile.TemporaryDirectory() as folder:
-            summary = file_scoring.score_files(model, paths, Path(folder) / "s.csv", batch, progress=False,
-                                               log=lambda m: None)
+        summary = scored(model, paths, batch)
     finally:
         for restore in undo:
             restore()
     totals["other"] = summary.seconds - sum(totals.values())
     return {"total": summary.seconds / len(paths) * 1e3, **{k: v / len(paths) * 1e3 for k, v in totals.items()}}
-
-
-def slices(count: int, batch: int, step: int | None):
-    step = min(batch, step or batch)
-    for start in range(0, count, batch):
-        for inner in range(start, min(start + batch, count), step):
-            yield inner, min(inner + step, start + batch, count)
 
 
 def bare_ms(session, images: np.ndarray, batch: int, step: int | None) -> float:

@@ -197,20 +197,22 @@ def _decode_and_score(model: BundleModel, batch: list[str], overlays: Path | Non
     return _score_batch(model, batch, _load_all(model, batch), overlays)
 
 
-def _submit_batch(pool: ThreadPoolExecutor, model: BundleModel, batch: list[str], workers: int) -> list:
-    """Decode one batch as `workers` tasks of consecutive files: one task per file costs more in
-    Python bookkeeping than decoding a small image does."""
+def _submit_pieces(pool: ThreadPoolExecutor, task, model: BundleModel, batch: list[str], workers: int,
+                   *extra) -> list:
+    """task(model, piece, *extra) for one batch cut into `workers` pieces of consecutive files:
+    one task per file costs more in Python bookkeeping than decoding a small image does."""
     step = -(-len(batch) // workers)
-    return [pool.submit(_load_all, model, batch[start:start + step]) for start in range(0, len(batch), step)]
+    return [pool.submit(task, model, batch[start:start + step], *extra) for start in range(0, len(batch), step)]
 
 
 def _decoded_ahead(model: BundleModel, batches: list[list[str]], workers: int):
     """(batch, decoded images) in order, decoded by `workers` threads one batch ahead."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = _submit_batch(pool, model, batches[0], workers) if batches else []
+        pending = _submit_pieces(pool, _load_all, model, batches[0], workers) if batches else []
         for index, batch in enumerate(batches):
             loaded = [item for future in pending for item in future.result()]
-            pending = _submit_batch(pool, model, batches[index + 1], workers) if index + 1 < len(batches) else []
+            pending = (_submit_pieces(pool, _load_all, model, batches[index + 1], workers)
+                       if index + 1 < len(batches) else [])
             yield batch, loaded
 
 
@@ -234,9 +236,7 @@ def _scored_batches(model: BundleModel, batches: list[list[str]], overlays: Path
         try:
             in_flight = 0
             for batch in batches:
-                step = -(-len(batch) // workers)
-                pieces = [pool.submit(_decode_and_score, model, batch[start:start + step], overlays)
-                          for start in range(0, len(batch), step)]
+                pieces = _submit_pieces(pool, _decode_and_score, model, batch, workers, overlays)
                 pending.append((batch, pieces))
                 in_flight += len(pieces)
                 while in_flight >= 2 * workers:
