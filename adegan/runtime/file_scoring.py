@@ -2,7 +2,8 @@
 
 Scoring threads (one per CPU by default) each take a piece of a batch, decode it and run it
 through the model, so decoding on one core overlaps inference on another (on a GPU, where a
-batch stays one call, they decode the next batch meanwhile); rows are written in the order of
+batch stays one call, they decode the next batch meanwhile); small images are decoded by one
+thread at a time, which is faster than side by side; rows are written in the order of
 the files, and at most two pieces per thread (two batches on a GPU) are in flight, so memory
 stays bounded whatever the number of images. Each batch's rows are appended and flushed to the operating system before the next
 batch, so a killed or interrupted run loses nothing and
@@ -191,7 +192,7 @@ def _load(model: BundleModel, path: Path):
 
 
 # Images of at most this many pixels are decoded by one thread at a time (see _load_all).
-SMALL_IMAGE_PIXELS = 128 * 128
+SMALL_IMAGE_PIXELS = 64 * 64
 
 
 def _is_small(loaded: tuple) -> bool:
@@ -204,9 +205,9 @@ def _load_all(model: BundleModel, paths: list[str], turns: threading.Lock | None
     piece whose first image is small decodes the rest holding it. Decoding a small image is a
     handful of short OpenCV and file calls, each of which lets go of Python's interpreter lock,
     and two threads doing that at once pass the lock back and forth more than they decode: on
-    2 cores two threads decoded 28 x 28 PNGs 1.7x slower than one. One small-image decoder at a
-    time overlaps with the other threads' inference instead. Large images (one long decode
-    call) are decoded side by side."""
+    2 cores two threads decoded 28 x 28 PNGs 1.6x slower than one, 48 x 48 no faster, 96 x 96
+    1.9x faster. One small-image decoder at a time overlaps with the other threads' inference
+    instead. Larger images (longer decode calls) are decoded side by side."""
     loaded, held = [], False
     try:
         for path in paths:
@@ -287,8 +288,9 @@ def default_workers() -> int:
     decodes its piece of a batch and runs it through the model with its share of the CPUs (one
     ONNX Runtime thread each when there are as many threads as CPUs), so one core decodes while
     the other infers instead of the two taking turns: on 2 cores 4-14 % faster at 128-256 px
-    than one scoring thread whose calls use both cores, and no faster at 32 px batch 32
-    (benchmarks/score_overhead_probe.py, RESULTS.md). On a GPU they decode ahead of inference."""
+    than one scoring thread whose calls use both cores, and a little faster at 32 px batch 32
+    since small images take turns decoding (benchmarks/score_overhead_probe.py,
+    decoding_turns_probe.py, RESULTS.md). On a GPU they decode ahead of inference."""
     from adegan.runtime.backends import usable_cpus
 
     return usable_cpus()
