@@ -191,8 +191,23 @@ def _load(model: BundleModel, path: Path):
         return None, None, str(exc)
 
 
-# Images of at most this many pixels are decoded by one thread at a time (see _load_all).
+# Images of at most this many pixels are decoded by one thread at a time (see DecodingTurns).
 SMALL_IMAGE_PIXELS = 64 * 64
+
+
+class DecodingTurns:
+    """Shared by the scoring threads: one of them at a time decodes small images. Decoding a
+    small image is a handful of short OpenCV and file calls, each of which lets go of Python's
+    interpreter lock, and two threads doing that at once pass the lock back and forth more than
+    they decode: on 2 cores two threads decoded 28 x 28 PNGs 1.6x slower than one, 48 x 48 no
+    faster, 96 x 96 1.9x faster. One small-image decoder at a time overlaps with the other
+    threads' inference instead; larger images (longer decode calls) are decoded side by side.
+    The turn remembers whether the last image decoded was small, so a piece of a job of small
+    images takes it before its first image (a batch of one image is a piece of one image)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.small = False  # the last image decoded was small (a stale value costs only speed)
 
 
 def _is_small(loaded: tuple) -> bool:
@@ -200,29 +215,25 @@ def _is_small(loaded: tuple) -> bool:
     return image is not None and image.shape[0] * image.shape[1] <= SMALL_IMAGE_PIXELS
 
 
-def _load_all(model: BundleModel, paths: list[str], turns: threading.Lock | None = None) -> list:
-    """(image, model input, error) per path. With `turns` (shared by the scoring threads), a
-    piece whose first image is small decodes the rest holding it. Decoding a small image is a
-    handful of short OpenCV and file calls, each of which lets go of Python's interpreter lock,
-    and two threads doing that at once pass the lock back and forth more than they decode: on
-    2 cores two threads decoded 28 x 28 PNGs 1.6x slower than one, 48 x 48 no faster, 96 x 96
-    1.9x faster. One small-image decoder at a time overlaps with the other threads' inference
-    instead. Larger images (longer decode calls) are decoded side by side."""
-    loaded, held = [], False
+def _load_all(model: BundleModel, paths: list[str], turns: DecodingTurns | None = None) -> list:
+    """(image, model input, error) per path; small images decoded holding `turns`, if given."""
+    loaded = []
+    held = turns is not None and turns.small and turns.lock.acquire()
     try:
         for path in paths:
             loaded.append(_load(model, path))
-            if turns is not None and not held and _is_small(loaded[-1]):
-                turns.acquire()
-                held = True
+            if turns is not None:
+                turns.small = _is_small(loaded[-1])
+                if turns.small and not held:
+                    held = turns.lock.acquire()
     finally:
         if held:
-            turns.release()
+            turns.lock.release()
     return loaded
 
 
 def _decode_and_score(model: BundleModel, batch: list[str], overlays: Path | None,
-                      turns: threading.Lock | None = None) -> list[dict]:
+                      turns: DecodingTurns | None = None) -> list[dict]:
     return _score_batch(model, batch, _load_all(model, batch, turns), overlays)
 
 
@@ -236,7 +247,7 @@ def _submit_pieces(pool: ThreadPoolExecutor, task, model: BundleModel, batch: li
 
 def _decoded_ahead(model: BundleModel, batches: list[list[str]], workers: int):
     """(batch, decoded images) in order, decoded by `workers` threads one batch ahead."""
-    turns = threading.Lock()
+    turns = DecodingTurns()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending = _submit_pieces(pool, _load_all, model, batches[0], workers, turns) if batches else []
         for index, batch in enumerate(batches):
@@ -261,7 +272,7 @@ def _scored_batches(model: BundleModel, batches: list[list[str]], overlays: Path
             for batch, loaded in decoded:
                 yield batch, _score_batch(model, batch, loaded, overlays)
         return
-    turns = threading.Lock()
+    turns = DecodingTurns()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()  # (batch, futures of its pieces)
         try:

@@ -329,30 +329,37 @@ def test_scoring_threads_default_to_one_per_usable_cpu(monkeypatch):
         assert default_workers() == cpus
 
 
-def test_small_images_are_decoded_by_one_scoring_thread_at_a_time(tmp_path):
-    """A piece of small images decodes all but its first image holding the shared turn (two
-    threads decoding tiny files side by side are slower than one); large ones never wait for it."""
+def test_small_images_are_decoded_by_one_scoring_thread_at_a_time(tmp_path, monkeypatch):
+    """Small images are decoded holding the shared turn (two threads decoding tiny files side by
+    side are slower than one), from the first small image on, and from a piece's first image
+    once the last image decoded was small; large ones never wait for it."""
     import threading
 
-    from adegan.runtime.file_scoring import SMALL_IMAGE_PIXELS, _load_all
+    from adegan.runtime import file_scoring
+    from adegan.runtime.file_scoring import SMALL_IMAGE_PIXELS, DecodingTurns, _load_all
 
     side = int(SMALL_IMAGE_PIXELS ** 0.5)
     for name, size in (("small", 28), ("large", side + 8)):
         for i in range(3):
             (tmp_path / name).mkdir(exist_ok=True)
             cv2.imwrite(str(tmp_path / name / f"{i}.png"), np.full((size, size), 40 * i, np.uint8))
+    decoded = []
+    load = file_scoring._load
+    monkeypatch.setattr(file_scoring, "_load", lambda model, path: decoded.append(path) or load(model, path))
     with BundleModel(TINY) as model:
-        turns = threading.Lock()
-        for name, waits in (("large", False), ("small", True)):
+        turns = DecodingTurns()
+        # (folder, waits for the turn, images decoded while it waits)
+        for name, waits, before in (("large", False, 3), ("small", True, 1), ("small", True, 0)):
             paths = sorted(str(p) for p in (tmp_path / name).glob("*.png"))
             loaded = []
-            turns.acquire()  # another thread is decoding small images
+            decoded.clear()
+            turns.lock.acquire()  # another thread is decoding small images
             worker = threading.Thread(target=lambda: loaded.extend(_load_all(model, paths, turns)))
             worker.start()
             worker.join(timeout=1.0)
-            assert worker.is_alive() == waits
-            turns.release()
+            assert worker.is_alive() == waits and len(decoded) == before
+            turns.lock.release()
             worker.join(timeout=10)
             assert len(loaded) == 3 and all(error is None for _, _, error in loaded)
-            assert turns.acquire(blocking=False)  # handed back after the piece
-            turns.release()
+            assert turns.lock.acquire(blocking=False)  # handed back after the piece
+            turns.lock.release()
