@@ -185,7 +185,7 @@ class Summary:
 
 def _load(model: BundleModel, path: Path):
     try:
-        image = read_image(path)
+        image = read_image(path, gray=model.channels == 1)  # a gray file for a gray model: no colour round trip
         return image, model.preprocess(image), None
     except ImageDecodeError as exc:
         return None, None, str(exc)

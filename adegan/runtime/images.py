@@ -1,6 +1,7 @@
 """Image decoding and the one preprocessing function that training and the runtime share.
 
-Pipeline: OpenCV decode -> BGR->RGB (or gray) -> resize the long side to the model size,
+Pipeline: OpenCV decode -> BGR->RGB (or gray; a file stored as gray is decoded straight to gray
+for a gray model, the same pixels for less work) -> resize the long side to the model size,
 keeping the aspect ratio, and pad the short side with black (centred) -> uint8 (C, H, W)
 -> float32 in [0, 1]. The resize interpolation is fixed by direction: `INTER_AREA` when
 shrinking (averages pixels, no aliasing on large camera frames) and `INTER_LINEAR` when
@@ -41,18 +42,31 @@ def max_image_pixels() -> int:
         raise AdeganError(f"{MAX_PIXELS_VARIABLE}={value!r}: give a whole number of pixels") from None
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def header_size(data: np.ndarray) -> tuple[int, int] | None:
     """(width, height) read from a PNG, JPEG, BMP or TIFF header without decoding, or None when
     the format is another or the header is not where it should be (then OpenCV's own limit applies)."""
+    header = image_header(data)
+    return None if header is None else header[:2]
+
+
+def image_header(data: np.ndarray) -> tuple[int, int, bool] | None:
+    """(width, height, stored gray) from the header, or None as for header_size. Stored gray: the
+    file holds one 8-bit gray channel (a PNG of colour type 0 and depth 8, a one-component JPEG),
+    so decoding it straight to gray gives the very pixels that decoding to BGR and converting give."""
     head = data[:64].tobytes()
-    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
-        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head.startswith(PNG_SIGNATURE) and len(head) >= 26:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), head[24:26] == b"\x08\x00"
     if head.startswith(b"BM") and len(head) >= 26:
-        return abs(int.from_bytes(head[18:22], "little", signed=True)), abs(int.from_bytes(head[22:26], "little", signed=True))
+        return (abs(int.from_bytes(head[18:22], "little", signed=True)),
+                abs(int.from_bytes(head[22:26], "little", signed=True)), False)
     if head.startswith(b"\xff\xd8"):
-        return _jpeg_size(data)
+        return _jpeg_frame(data)
     if head[:4] in (b"II*\0", b"MM\0*"):
-        return _tiff_size(data)
+        size = _tiff_size(data)
+        return None if size is None else (*size, False)
     return None
 
 
@@ -77,8 +91,8 @@ def _tiff_size(data: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
-def _jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
-    """Walk the JPEG markers to the first start-of-frame (SOF0-SOF15 but DHT, JPG, DAC)."""
+def _jpeg_frame(data: np.ndarray) -> tuple[int, int, bool] | None:
+    """(width, height, one component) from the first start-of-frame (SOF0-SOF15 but DHT, JPG, DAC)."""
     raw = data[:1 << 20].tobytes()  # the frame header comes early; never scan a whole huge file
     position = 2
     while position + 9 < len(raw):
@@ -90,7 +104,8 @@ def _jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
             continue
         length = int.from_bytes(raw[position + 2:position + 4], "big")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return int.from_bytes(raw[position + 7:position + 9], "big"), int.from_bytes(raw[position + 5:position + 7], "big")
+            return (int.from_bytes(raw[position + 7:position + 9], "big"),
+                    int.from_bytes(raw[position + 5:position + 7], "big"), raw[position + 9] == 1 and raw[position + 4] == 8)
         position += 2 + length
     return None
 
@@ -132,20 +147,23 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return [Path(name) for name in list_image_names(folder)]
 
 
-def decode_image(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
+def decode_image(data: bytes | np.ndarray, name: str = "<bytes>", gray: bool = False) -> np.ndarray:
     """Decode encoded image bytes to an 8-bit BGR array (H, W, 3).
 
     Gray images come back with three equal channels, alpha is dropped and 16-bit images are
-    scaled to 8 bits, so every later step sees one layout.
+    scaled to 8 bits, so every later step sees one layout. With `gray` (for a gray model), a
+    file stored as 8-bit gray comes back as (H, W) instead: the same pixels to_model_uint8
+    would make of the BGR array, for less work (a 5 MP mono JPEG: 27 ms instead of 32-39).
     """
     cv2 = require_cv2()
     buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
-    size, limit = header_size(buffer), max_image_pixels()
-    if size is not None and size[0] * size[1] > limit:
-        raise ImageDecodeError(f"{name}: {size[0]} x {size[1]} = {size[0] * size[1]:,} pixels is more than the limit of "
-                               f"{limit:,}; not decoded (set {MAX_PIXELS_VARIABLE} to allow larger images)")
+    header, limit = image_header(buffer), max_image_pixels()
+    if header is not None and header[0] * header[1] > limit:
+        raise ImageDecodeError(f"{name}: {header[0]} x {header[1]} = {header[0] * header[1]:,} pixels is more than the "
+                               f"limit of {limit:,}; not decoded (set {MAX_PIXELS_VARIABLE} to allow larger images)")
+    mode = cv2.IMREAD_GRAYSCALE if gray and header is not None and header[2] else cv2.IMREAD_COLOR
     try:
-        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+        image = cv2.imdecode(buffer, mode) if buffer.size else None
     except (cv2.error, MemoryError, ValueError, OverflowError) as exc:  # OpenCV's own limits, allocation failures
         raise ImageDecodeError(f"{name}: the decoder failed ({str(exc).strip().splitlines()[-1][:160]})") from exc
     if image is None:
@@ -153,14 +171,15 @@ def decode_image(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
     return image
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file to 8-bit BGR (H, W, 3); works with non-ASCII paths too."""
+def read_image(path: str | os.PathLike, gray: bool = False) -> np.ndarray:
+    """Read an image file to 8-bit BGR (H, W, 3), or (H, W) for a file stored as 8-bit gray when
+    `gray` (see decode_image); works with non-ASCII paths too."""
     try:
         with open(path, "rb") as file:  # a read and a view: quicker than np.fromfile on small files
             data = np.frombuffer(file.read(), dtype=np.uint8)
     except OSError as exc:
         raise ImageDecodeError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
-    return decode_image(data, name=str(path))
+    return decode_image(data, name=str(path), gray=gray)
 
 
 def is_grayscale(image_bgr: np.ndarray) -> bool:
@@ -180,18 +199,19 @@ def letterbox_box(height: int, width: int, size: int) -> tuple[int, int, int, in
     return (size - new_height) // 2, (size - new_width) // 2, new_height, new_width
 
 
-def to_model_uint8(image_bgr: np.ndarray, size: int, channels: int) -> np.ndarray:
-    """Convert one BGR image to the model's uint8 layout (C, H, W): RGB or gray, resized.
+def to_model_uint8(image: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """Convert one BGR image (H, W, 3), or a gray one (H, W), to the model's uint8 layout
+    (C, H, W): RGB or gray, resized.
 
     This is the single preprocessing step shared by training, evaluation and the runtime.
     """
     cv2 = require_cv2()
-    if channels == 1:
-        converted = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
-    elif channels == 3:
-        converted = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-    else:
+    if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if image.ndim == 2:
+        converted = image if channels == 1 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    else:
+        converted = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if channels == 1 else cv2.COLOR_BGR2RGB)
     height, width = converted.shape[:2]
     if (height, width) != (size, size):
         top, left, new_height, new_width = letterbox_box(height, width, size)
@@ -207,10 +227,9 @@ def to_model_uint8(image_bgr: np.ndarray, size: int, channels: int) -> np.ndarra
 
 def gray_to_model_uint8(images_gray: np.ndarray, size: int, channels: int) -> np.ndarray:
     """Batch version for gray uint8 arrays (N, H, W), e.g. MNIST, via `to_model_uint8`."""
-    cv2 = require_cv2()
     out = np.empty((len(images_gray), channels, size, size), dtype=np.uint8)
     for index, image in enumerate(images_gray):
-        out[index] = to_model_uint8(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), size, channels)
+        out[index] = to_model_uint8(image, size, channels)
     return out
 
 
@@ -229,7 +248,7 @@ def load_images(
     images, loaded, failed = [], [], []
     for path in paths:
         try:
-            images.append(to_model_uint8(read_image(path), size, channels))
+            images.append(to_model_uint8(read_image(path, gray=channels == 1), size, channels))
             loaded.append(Path(path))
         except ImageDecodeError as exc:
             failed.append((Path(path), str(exc)))

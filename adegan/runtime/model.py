@@ -76,7 +76,7 @@ class BundleModel:
         return {"bundle_sha256": hashlib.sha256(decisive.encode()).hexdigest(), "threshold": self.threshold}
 
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
-        """One decoded BGR image -> uint8 (C, H, W) at the model size (the shared function)."""
+        """One decoded BGR (or gray) image -> uint8 (C, H, W) at the model size (the shared function)."""
         return to_model_uint8(image_bgr, self.image_size, self.channels)
 
     def infer(self, images: np.ndarray) -> Outputs:

@@ -14,7 +14,7 @@ from adegan.runtime.images import letterbox_box
 
 def render_overlay(image_bgr: np.ndarray, residual: np.ndarray, score: float, anomalous: bool,
                    extra: str = "", max_alpha: float = 0.45, min_width: int = 256, full_scale: float = 0.5) -> np.ndarray:
-    """image (H, W, 3) uint8 BGR + residual (s, s) at the model size -> annotated BGR image.
+    """image (H, W, 3) uint8 BGR, or gray (H, W), + residual (s, s) at the model size -> annotated BGR image.
 
     The part stays visible: colour is blended in only where the evidence is (nothing below a
     quarter of `full_scale`, up to `max_alpha` at full scale), the region at full scale or above
@@ -24,6 +24,8 @@ def render_overlay(image_bgr: np.ndarray, residual: np.ndarray, score: float, an
     images are enlarged (nearest neighbour) to at least `min_width` so the text is legible.
     """
     cv2 = require_cv2()
+    if image_bgr.ndim == 2:
+        image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
     height, width = image_bgr.shape[:2]
     top, left, box_height, box_width = letterbox_box(height, width, residual.shape[0])
     residual = residual[top:top + box_height, left:left + box_width]  # drop the padding of a non-square image

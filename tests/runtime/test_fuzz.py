@@ -17,15 +17,18 @@ from adegan.runtime.model import BundleModel  # noqa: E402
 MODEL = BundleModel(Path(__file__).resolve().parents[1] / "data" / "tiny_bundle")
 _, PNG = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8))
 VALID = PNG.tobytes()
+_, GRAY_PNG = cv2.imencode(".png", np.random.default_rng(1).integers(0, 255, (20, 30), dtype=np.uint8))
+VALID_GRAY = GRAY_PNG.tobytes()
 
 
 def check(data: bytes) -> None:
-    try:
-        image = decode_image(data)
-    except ImageDecodeError:
-        return
-    score = MODEL.score_uint8(MODEL.preprocess(image)[np.newaxis]).score[0]
-    assert 0.0 <= score <= 1.0
+    for gray in (False, True):  # as for a colour model, and straight to gray as for a gray one
+        try:
+            image = decode_image(data, gray=gray)
+        except ImageDecodeError:
+            continue
+        score = MODEL.score_uint8(MODEL.preprocess(image)[np.newaxis]).score[0]
+        assert 0.0 <= score <= 1.0
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -38,7 +41,12 @@ def test_random_bytes(data):
 @given(st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)), max_size=8),
        st.integers(0, len(VALID)))
 def test_mutated_and_truncated_png(edits, cut):
-    data = bytearray(VALID)
+    for valid in (VALID, VALID_GRAY):
+        mutate_and_check(valid, edits, cut)
+
+
+def mutate_and_check(valid: bytes, edits: list, cut: int) -> None:
+    data = bytearray(valid)
     for position, value in edits:
-        data[position] = value
+        data[position % len(data)] = value  # the gray file is the shorter one
     check(bytes(data[:cut]))
