@@ -29,7 +29,9 @@ the memory bank's forward pass per image; the GAN's forward + backward per real 
 
 32 px images are the bundled Fashion-MNIST sample; 128 / 256 px images are generated textured
 surfaces of 52 x 128 and 104 x 256 px (the aspect of KolektorSDD photos), so nothing outside
-the repository is needed.
+the repository is needed. Those files are near the model's size; a camera's are not, so one more
+row scores `--camera-images` generated 2448 x 2048 mono JPEGs (a 5 MP industrial camera) with the
+largest size's bundle: there decoding is a large part of the work, for score and torch eager alike.
 
     python benchmarks/speed.py                      # writes benchmarks/results/speed.json
 """
@@ -58,8 +60,18 @@ def texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return np.clip(cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
 
 
-def write_images(folder: Path, size: int, count: int, seed: int) -> None:
+CAMERA_SIZE = (2448, 2048)  # width, height of a 5 MP industrial camera's frame
+
+
+def write_images(folder: Path, size: int, count: int, seed: int, camera: bool = False) -> None:
     folder.mkdir(parents=True, exist_ok=True)
+    if camera:  # a few distinct frames, copied: decoding costs the same, writing them does not
+        rng = np.random.default_rng(seed)
+        frames = [cv2.imencode(".jpg", texture(rng, CAMERA_SIZE[1] // 8, CAMERA_SIZE[0] // 8).repeat(8, 0).repeat(8, 1)
+                               + rng.integers(0, 4, CAMERA_SIZE[::-1], dtype=np.uint8))[1].tobytes() for _ in range(4)]
+        for i in range(count):
+            (folder / f"img_{i:06d}.jpg").write_bytes(frames[i % len(frames)])
+        return
     if size == 32:
         sources = sorted(Path("samples/fashion-mnist/test").rglob("*.png"))
         data = [p.read_bytes() for p in sources]
@@ -164,23 +176,25 @@ def in_fresh_process(function, *args, **options):
         return pool.submit(function, *args, **options).result()
 
 
-def scoring_rows(work: Path, size: int, count: int, bank_options: dict, repeats: int) -> dict:
+def scoring_rows(work: Path, size: int, count: int, bank_options: dict, repeats: int, camera: bool = False) -> dict:
     from adegan.runtime.images import read_image, to_float, to_model_uint8
     from adegan.runtime.model import inference_batch
 
-    run, bundle = make_bundle(work, size, bank_options)
+    run, bundle = (work / f"run{size}", work / f"bundle{size}") if camera else make_bundle(work, size, bank_options)
     manifest = json.loads((bundle / "adegan.json").read_text())
     max_inference_batch = inference_batch(manifest, on_cpu=True)  # the slices score cuts on a CPU
-    folder = work / f"files{size}"
-    write_images(folder, size, count, seed=2)
-    paths = sorted(folder.glob("*.png"))
+    folder = work / f"files{size}{'_camera' if camera else ''}"
+    write_images(folder, size, count, seed=2, camera=camera)
+    paths = sorted(folder.iterdir())
     preloaded = to_float(np.stack([to_model_uint8(read_image(p), size, 1) for p in paths]))
     rows = {"image_size": size, "images": count, "max_inference_batch": max_inference_batch,
             "bundle_mb": round(sum(f.stat().st_size for f in bundle.iterdir() if f.is_file()) / 1e6, 1)}
+    if camera:
+        rows["files"] = f"{CAMERA_SIZE[0]} x {CAMERA_SIZE[1]} mono JPEG"
     for batch in (1, SCORE_BATCH):
         rates = {"score": [], "bare_ort": [], "torch_eager": [], "torch_eager_heap": []}
         for repeat in range(repeats):  # interleaved, so a slow spell of the machine touches all four alike
-            summary = score_command(bundle, folder, work / f"scores{size}_{batch}_{repeat}.csv", batch)
+            summary = score_command(bundle, folder, work / f"scores_{folder.name}_{batch}_{repeat}.csv", batch)
             rates["score"].append(summary["images_per_second"])
             rates["bare_ort"].append(bare_onnxruntime(bundle, preloaded, batch, max_inference_batch))
             for name, heap_only in (("torch_eager", False), ("torch_eager_heap", True)):
@@ -197,7 +211,7 @@ def scoring_rows(work: Path, size: int, count: int, bank_options: dict, repeats:
             "score_over_torch_eager_heap": round(score_rate / heap_rate, 3),
             "each_repeat": {name: [round(rate, 1) for rate in values] for name, values in rates.items()},
         }
-        print(json.dumps({"size": size, "batch": batch, **rows[f"batch_{batch}"]}), flush=True)
+        print(json.dumps({"size": size, "camera": camera, "batch": batch, **rows[f"batch_{batch}"]}), flush=True)
     return rows
 
 
@@ -271,6 +285,8 @@ def main() -> None:
     parser.add_argument("--score-sizes", type=int, nargs="+", default=[32, 128, 256])
     parser.add_argument("--images", type=int, nargs="+", default=[4000, 400, 160],
                         help="files scored per size (same order as --score-sizes)")
+    parser.add_argument("--camera-images", type=int, default=48,
+                        help="2448 x 2048 mono JPEGs scored with the last --score-sizes bundle (0: no such row)")
     parser.add_argument("--train-sizes", type=int, nargs="+", default=[32, 64, 128, 256])
     parser.add_argument("--watch-frames", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=3, help="measurements per rate; the median is reported")
@@ -288,6 +304,9 @@ def main() -> None:
     try:
         scoring = [scoring_rows(work, size, count, bank_options, args.repeats)
                    for size, count in zip(args.score_sizes, args.images)]
+        if args.camera_images:
+            scoring.append(scoring_rows(work, args.score_sizes[-1], args.camera_images, bank_options, args.repeats,
+                                        camera=True))
         watch = watch_row(work, work / f"bundle{args.score_sizes[0]}", args.watch_frames)
         print(json.dumps({"watch": watch}), flush=True)
         training = training_rows(args.train_sizes, bank_options)
