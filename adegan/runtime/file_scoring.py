@@ -2,14 +2,15 @@
 
 Scoring threads (one per CPU by default) each take a piece of a batch, decode it and run it
 through the model, so decoding on one core overlaps inference on another (on a GPU, where a
-batch stays one call, they decode the next batch meanwhile); small images are decoded by one
-thread at a time, which is faster than side by side; rows are written in the order of
-the files, and at most two pieces per thread (two batches on a GPU) are in flight, so memory
-stays bounded whatever the number of images. Each batch's rows are appended and flushed to the operating system before the next
-batch, so a killed or interrupted run loses nothing and
-`--resume` skips what is already written; they are forced to the disk (fsync) at most once per
-second and at the end, so a slow disk does not set the pace (a power cut can cost the last
-second of rows, which `--resume` then scores again).
+batch stays one call, they decode the next batch meanwhile). Batches of fewer than 16 images go
+to a thread as runs of whole batches, decoded in one go while the caches are warm. Small images
+are decoded by one thread at a time, which is faster than side by side. Rows are written in the
+order of the files, and at most two pieces or runs per thread (two batches on a GPU) are in
+flight, so memory stays bounded whatever the number of images. Each batch's rows are appended
+and flushed to the operating system before the next batch, so a killed or interrupted run loses
+nothing and `--resume` skips what is already written; they are forced to the disk (fsync) at
+most once per second and at the end, so a slow disk does not set the pace (a power cut can cost
+the last second of rows, which `--resume` then scores again).
 A file that cannot be read gets an error row, never a crash.
 """
 
@@ -210,20 +211,22 @@ class DecodingTurns:
         self.small = False  # the last image decoded was small (a stale value costs only speed)
 
 
-def _is_small(loaded: tuple) -> bool:
-    image = loaded[0]
+def _is_small(image: np.ndarray | None) -> bool:
     return image is not None and image.shape[0] * image.shape[1] <= SMALL_IMAGE_PIXELS
 
 
-def _load_all(model: BundleModel, paths: list[str], turns: DecodingTurns | None = None) -> list:
-    """(image, model input, error) per path; small images decoded holding `turns`, if given."""
+def _load_all(model: BundleModel, paths: list[str], turns: DecodingTurns | None = None,
+              keep_images: bool = True) -> list:
+    """(image, model input, error) per path; small images decoded holding `turns`, if given.
+    Without `keep_images` the decoded image (wanted only for overlays) is not kept: None."""
     loaded = []
     held = turns is not None and turns.small and turns.lock.acquire()
     try:
         for path in paths:
-            loaded.append(_load(model, path))
+            image, tensor, error = _load(model, path)
+            loaded.append((image if keep_images else None, tensor, error))
             if turns is not None:
-                turns.small = _is_small(loaded[-1])
+                turns.small = _is_small(image)
                 if turns.small and not held:
                     held = turns.lock.acquire()
     finally:
@@ -235,6 +238,25 @@ def _load_all(model: BundleModel, paths: list[str], turns: DecodingTurns | None 
 def _decode_and_score(model: BundleModel, batch: list[str], overlays: Path | None,
                       turns: DecodingTurns | None = None) -> list[dict]:
     return _score_batch(model, batch, _load_all(model, batch, turns), overlays)
+
+
+# Without overlays, a scoring thread given batches smaller than this takes consecutive batches
+# up to this many images (see _decode_and_score_run).
+RUN_IMAGES = 16
+
+
+def _decode_and_score_run(model: BundleModel, batches: list[list[str]],
+                          turns: DecodingTurns | None) -> list[list[dict]]:
+    """Rows per batch for a run of consecutive small batches: every image decoded first, then one
+    inference call per batch. Decoding between inference calls finds the caches cold (at 32 px,
+    batch 1: 0.4 ms per image against 0.06 in a run), so a run decodes in one go. Only the model
+    inputs are kept, so a run of large photos costs no more memory than a batch of them."""
+    loaded = _load_all(model, [path for batch in batches for path in batch], turns, keep_images=False)
+    rows, start = [], 0
+    for batch in batches:
+        rows.append(_score_batch(model, batch, loaded[start:start + len(batch)], None))
+        start += len(batch)
+    return rows
 
 
 def _submit_pieces(pool: ThreadPoolExecutor, task, model: BundleModel, batch: list[str], workers: int,
@@ -260,10 +282,16 @@ def _decoded_ahead(model: BundleModel, batches: list[list[str]], workers: int):
 def _scored_batches(model: BundleModel, batches: list[list[str]], overlays: Path | None, workers: int):
     """(batch, rows) in order. With more than one worker on a CPU, each batch is cut into one
     piece per worker (consecutive files) and each of `workers` threads decodes and scores a
-    piece, so even a single batch keeps every core busy; at most two pieces per worker are in
+    piece, so even a single batch keeps every core busy; batches smaller than RUN_IMAGES go to
+    the threads as runs of whole batches instead (without overlays). At most two pieces or runs per worker are in
     flight, so memory stays bounded whatever the number of images. On a GPU a batch stays one
     call (the device wants large ones) and the threads decode the next batch meanwhile."""
     if workers <= 1:
+        runs = _runs(batches, overlays)
+        if runs is not None:
+            for run in runs:
+                yield from zip(run, _decode_and_score_run(model, run, None))
+            return
         for batch in batches:
             yield batch, _decode_and_score(model, batch, overlays)
         return
@@ -274,24 +302,53 @@ def _scored_batches(model: BundleModel, batches: list[list[str]], overlays: Path
         return
     turns = DecodingTurns()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: deque = deque()  # (batch, futures of its pieces)
+        pending: deque = deque()  # (batches, futures, whether the one future is a run of batches)
         try:
             in_flight = 0
-            for batch in batches:
-                pieces = _submit_pieces(pool, _decode_and_score, model, batch, workers, overlays, turns)
-                pending.append((batch, pieces))
-                in_flight += len(pieces)
+            for unit in _cpu_work(pool, model, batches, overlays, workers, turns):
+                pending.append(unit)
+                in_flight += len(unit[1])
                 while in_flight >= 2 * workers:
-                    done, futures = pending.popleft()
-                    in_flight -= len(futures)
-                    yield done, [row for future in futures for row in future.result()]
+                    done = pending.popleft()
+                    in_flight -= len(done[1])
+                    yield from _rows_of(*done)
             while pending:
-                done, futures = pending.popleft()
-                yield done, [row for future in futures for row in future.result()]
+                yield from _rows_of(*pending.popleft())
         finally:  # stopped early (an error, Ctrl-C): pieces not started are dropped
-            for _, futures in pending:
+            for _, futures, _ in pending:
                 for future in futures:
                     future.cancel()
+
+
+def _cpu_work(pool: ThreadPoolExecutor, model: BundleModel, batches: list[list[str]], overlays: Path | None,
+              workers: int, turns: DecodingTurns):
+    """(batches, futures, run) submitted as they are asked for: one batch cut into pieces, or,
+    without overlays, a run of whole batches (one future) when batches are smaller than RUN_IMAGES."""
+    runs = _runs(batches, overlays)
+    if runs is None:
+        for batch in batches:
+            yield [batch], _submit_pieces(pool, _decode_and_score, model, batch, workers, overlays, turns), False
+        return
+    for run in runs:
+        yield run, [pool.submit(_decode_and_score_run, model, run, turns)], True
+
+
+def _runs(batches: list[list[str]], overlays: Path | None) -> list[list[list[str]]] | None:
+    """Consecutive batches gathered into runs of at least RUN_IMAGES images, when the batches are
+    smaller than that and no overlays are asked for (they keep every decoded image); else None."""
+    size = max((len(batch) for batch in batches), default=0)
+    if not size or size >= RUN_IMAGES or overlays is not None:
+        return None
+    per_run = -(-RUN_IMAGES // size)
+    return [batches[start:start + per_run] for start in range(0, len(batches), per_run)]
+
+
+def _rows_of(batches: list[list[str]], futures: list, run: bool):
+    """(batch, rows) for a finished unit of _cpu_work."""
+    if run:
+        yield from zip(batches, futures[0].result())
+    else:
+        yield batches[0], [row for future in futures for row in future.result()]
 
 
 def default_workers() -> int:

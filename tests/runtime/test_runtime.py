@@ -329,6 +329,39 @@ def test_scoring_threads_default_to_one_per_usable_cpu(monkeypatch):
         assert default_workers() == cpus
 
 
+def test_small_batches_go_to_a_thread_as_runs_decoded_in_one_go(bundle, images, tmp_path, monkeypatch):
+    """Batches smaller than RUN_IMAGES, no overlays: a scoring thread (or the only one) decodes a
+    run of whole batches at once (warm caches), then makes one inference call per batch; larger
+    batches, and any batch when overlays keep the decoded images, are cut into a piece per
+    thread. The rows are the same either way."""
+    from adegan.runtime import file_scoring
+    from adegan.runtime.file_scoring import RUN_IMAGES, expand_inputs, score_files
+
+    decoded, calls = [], []
+    load_all = file_scoring._load_all
+    monkeypatch.setattr(file_scoring, "_load_all", lambda model, paths, *rest, **options: decoded.append(len(paths))
+                        or load_all(model, paths, *rest, **options))
+    paths = expand_inputs([str(images)])  # 17 files
+    assert RUN_IMAGES == 16  # the runs below: 16 batches of 1, 6 batches of 3 (the whole job)
+    # (batch size, workers, overlays): images decoded per call, largest first
+    cases = {(1, 0, False): [16, 1], (1, 2, False): [16, 1], (3, 2, False): [17], (17, 2, False): [9, 8],
+             (1, 2, True): [1] * 17, (17, 0, False): [17]}
+    written = {}
+    for (batch_size, workers, overlays), expected in cases.items():
+        decoded.clear()
+        with BundleModel(bundle, parallel_calls=2) as model:
+            infer = model.backend.infer
+            model.backend.infer = lambda batch: calls.append(len(batch)) or infer(batch)
+            calls.clear()
+            out = tmp_path / f"b{batch_size}w{workers}{overlays}.csv"
+            score_files(model, paths, out, batch_size=batch_size, workers=workers, progress=False,
+                        overlays=tmp_path / "overlays" if overlays else None)
+        written[batch_size, workers, overlays] = out.read_text()
+        assert sorted(decoded, reverse=True) == expected, (batch_size, workers, overlays, decoded)
+        assert sum(calls) == 16 and max(calls) <= min(batch_size, 9 if workers else 17)  # per batch or piece, not run
+    assert len(set(written.values())) == 1
+
+
 def test_small_images_are_decoded_by_one_scoring_thread_at_a_time(tmp_path, monkeypatch):
     """Small images are decoded holding the shared turn (two threads decoding tiny files side by
     side are slower than one), from the first small image on, and from a piece's first image
