@@ -335,17 +335,18 @@ def test_small_batches_go_to_a_thread_as_runs_decoded_in_one_go(bundle, images, 
     batches, and any batch when overlays keep the decoded images, are cut into a piece per
     thread. The rows are the same either way."""
     from adegan.runtime import file_scoring
-    from adegan.runtime.file_scoring import RUN_IMAGES, expand_inputs, score_files
+    from adegan.runtime.file_scoring import RUN_IMAGES, RUNS_PER_WORKER, expand_inputs, score_files
 
     decoded, calls = [], []
     load_all = file_scoring._load_all
     monkeypatch.setattr(file_scoring, "_load_all", lambda model, paths, *rest, **options: decoded.append(len(paths))
                         or load_all(model, paths, *rest, **options))
-    paths = expand_inputs([str(images)])  # 17 files
-    assert RUN_IMAGES == 16  # the runs below: 16 batches of 1, 6 batches of 3 (the whole job)
+    paths = expand_inputs([str(images)]) * 4  # 68 rows, 4 of them errors
+    assert (RUN_IMAGES, RUNS_PER_WORKER) == (16, 8)  # one thread: runs of 16 batches of 1; two threads: a job
+    # this short is cut into runs of at most 68 // (8 * 2) = 4 batches of 1, or 23 // 16 = 1 batch of 3
     # (batch size, workers, overlays): images decoded per call, largest first
-    cases = {(1, 0, False): [16, 1], (1, 2, False): [16, 1], (3, 2, False): [17], (17, 2, False): [9, 8],
-             (1, 2, True): [1] * 17, (17, 0, False): [17]}
+    cases = {(1, 0, False): [16] * 4 + [4], (1, 2, False): [4] * 17, (3, 2, False): [3] * 22 + [2],
+             (17, 2, False): [9] * 4 + [8] * 4, (1, 2, True): [1] * 68, (17, 0, False): [17] * 4}
     written = {}
     for (batch_size, workers, overlays), expected in cases.items():
         decoded.clear()
@@ -358,7 +359,7 @@ def test_small_batches_go_to_a_thread_as_runs_decoded_in_one_go(bundle, images, 
                         overlays=tmp_path / "overlays" if overlays else None)
         written[batch_size, workers, overlays] = out.read_text()
         assert sorted(decoded, reverse=True) == expected, (batch_size, workers, overlays, decoded)
-        assert sum(calls) == 16 and max(calls) <= min(batch_size, 9 if workers else 17)  # per batch or piece, not run
+        assert sum(calls) == 64 and max(calls) <= min(batch_size, 9 if workers else 17)  # per batch or piece, not run
     assert len(set(written.values())) == 1
 
 
