@@ -240,8 +240,8 @@ def _decode_and_score(model: BundleModel, batch: list[str], overlays: Path | Non
     return _score_batch(model, batch, _load_all(model, batch, turns), overlays)
 
 
-# Without overlays, a scoring thread given batches smaller than this takes consecutive batches
-# up to this many images (see _decode_and_score_run).
+# Without overlays, a scoring thread given batches smaller than this takes runs of consecutive
+# batches of about this many images (see _runs and _decode_and_score_run).
 RUN_IMAGES = 16
 RUNS_PER_WORKER = 8  # a short job is cut into at least this many runs per scoring thread
 
@@ -335,11 +335,11 @@ def _cpu_work(pool: ThreadPoolExecutor, model: BundleModel, batches: list[list[s
 
 
 def _runs(batches: list[list[str]], overlays: Path | None, workers: int = 1) -> list[list[list[str]]] | None:
-    """Consecutive batches gathered into runs of at least RUN_IMAGES images, when the batches are
-    smaller than that and no overlays are asked for (they keep every decoded image); else None.
-    A short job gets shorter runs, at least RUNS_PER_WORKER per thread, so that no thread is left
-    alone with the last long run (48 camera photos in runs of 16 kept one core idle a third
-    of the time)."""
+    """Consecutive batches gathered into runs of RUN_IMAGES images or a little more, when the
+    batches are smaller than that and no overlays are asked for (they keep every decoded image);
+    else None. A short job gets shorter runs, at least RUNS_PER_WORKER per thread, so that no
+    thread is left alone with the last long run (48 camera photos in 3 runs of 16 on 2 threads
+    ran 20 % slower than without runs)."""
     size = max((len(batch) for batch in batches), default=0)
     if not size or size >= RUN_IMAGES or overlays is not None:
         return None
