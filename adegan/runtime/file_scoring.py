@@ -284,9 +284,10 @@ def _scored_batches(model: BundleModel, batches: list[list[str]], overlays: Path
     """(batch, rows) in order. With more than one worker on a CPU, each batch is cut into one
     piece per worker (consecutive files) and each of `workers` threads decodes and scores a
     piece, so even a single batch keeps every core busy; batches smaller than RUN_IMAGES go to
-    the threads as runs of whole batches instead (without overlays). At most two pieces or runs per worker are in
-    flight, so memory stays bounded whatever the number of images. On a GPU a batch stays one
-    call (the device wants large ones) and the threads decode the next batch meanwhile."""
+    the threads as runs of whole batches instead (without overlays). At most two pieces or runs
+    per worker are in flight, so memory stays bounded whatever the number of images. On a GPU a
+    batch stays one call (the device wants large ones) and the threads decode the next batch
+    meanwhile."""
     if workers <= 1:
         runs = _runs(batches, overlays)
         if runs is not None:

@@ -45,17 +45,12 @@ def max_image_pixels() -> int:
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def header_size(data: np.ndarray) -> tuple[int, int] | None:
-    """(width, height) read from a PNG, JPEG, BMP or TIFF header without decoding, or None when
-    the format is another or the header is not where it should be (then OpenCV's own limit applies)."""
-    header = image_header(data)
-    return None if header is None else header[:2]
-
-
 def image_header(data: np.ndarray) -> tuple[int, int, bool] | None:
-    """(width, height, stored gray) from the header, or None as for header_size. Stored gray: the
-    file holds one 8-bit gray channel (a PNG of colour type 0 and depth 8, a one-component JPEG),
-    so decoding it straight to gray gives the very pixels that decoding to BGR and converting give."""
+    """(width, height, stored gray) read from a PNG, JPEG, BMP or TIFF header without decoding, or
+    None when the format is another or the header is not where it should be (then OpenCV's own
+    limit applies). Stored gray: the file holds one 8-bit gray channel (a PNG of colour type 0 and
+    depth 8, a one-component JPEG), so decoding it straight to gray gives the very pixels that
+    decoding to BGR and converting give."""
     head = data[:64].tobytes()
     if head.startswith(PNG_SIGNATURE) and len(head) >= 26:
         return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), head[24:26] == b"\x08\x00"
