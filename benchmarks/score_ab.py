@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark_results import save_results
-from speed import bare_onnxruntime
+from speed import bare_onnxruntime, model_inputs
 
 
 def score_in(tree: Path, bundle: Path, folder: Path, out: Path, batch: int) -> float:
@@ -36,12 +36,11 @@ def score_in(tree: Path, bundle: Path, folder: Path, out: Path, batch: int) -> f
 
 
 def compare(trees: tuple[Path, Path], bundle: Path, folder: Path, batch: int, repeats: int, jsonl: bool) -> dict:
-    from adegan.runtime.images import list_image_names, read_image, to_float, to_model_uint8
+    from adegan.runtime.images import list_image_names
     from adegan.runtime.model import inference_batch
 
     manifest = json.loads((bundle / "adegan.json").read_text())
-    size, channels = manifest["input"]["image_size"], manifest["input"]["channels"]
-    preloaded = to_float(np.stack([to_model_uint8(read_image(p), size, channels) for p in list_image_names(folder)]))
+    preloaded = model_inputs(list_image_names(folder), manifest["input"]["image_size"], manifest["input"]["channels"])
     rates: dict[str, list[float]] = {"a": [], "b": [], "bare_ort": []}
     identical = True
     with tempfile.TemporaryDirectory() as work:

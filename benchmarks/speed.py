@@ -83,6 +83,11 @@ def write_images(folder: Path, size: int, count: int, seed: int, camera: bool = 
         cv2.imwrite(str(folder / f"img_{i:06d}.png"), texture(rng, size, int(size * 104 / 256)))
 
 
+def run_and_bundle(work: Path, size: int) -> tuple[Path, Path]:
+    """Where make_bundle puts the training run and the bundle of a size."""
+    return work / f"run{size}", work / f"bundle{size}"
+
+
 def make_bundle(work: Path, size: int, bank_options: dict) -> tuple[Path, Path]:
     from adegan.export.exporter import ExportOptions, export_run
     from adegan.training.config import MemoryBankConfig, ModelConfig, TrainConfig
@@ -91,12 +96,19 @@ def make_bundle(work: Path, size: int, bank_options: dict) -> tuple[Path, Path]:
     source = Path("samples/fashion-mnist/train") if size == 32 else work / f"good{size}"
     if size != 32:
         write_images(source / "good", size, 120, seed=1)
-    run = work / f"run{size}"
+    run, bundle = run_and_bundle(work, size)
     bank_config = MemoryBankConfig(**bank_options)
     train(ModelConfig(image_size=size, channels=1), TrainConfig(source=str(source)), run, progress=False,
           log=lambda m: None, bank_config=bank_config)
-    export_run(run, ExportOptions(out=work / f"bundle{size}"), log=lambda m: None)
-    return run, work / f"bundle{size}"
+    export_run(run, ExportOptions(out=bundle), log=lambda m: None)
+    return run, bundle
+
+
+def model_inputs(paths: list, size: int, channels: int = 1) -> np.ndarray:
+    """The files' float model inputs, preloaded for bare ONNX Runtime."""
+    from adegan.runtime.images import read_image, to_float, to_model_uint8
+
+    return to_float(np.stack([to_model_uint8(read_image(p), size, channels) for p in paths]))
 
 
 def score_command(bundle: Path, folder: Path, out: Path, batch: int) -> dict:
@@ -177,16 +189,15 @@ def in_fresh_process(function, *args, **options):
 
 
 def scoring_rows(work: Path, size: int, count: int, bank_options: dict, repeats: int, camera: bool = False) -> dict:
-    from adegan.runtime.images import read_image, to_float, to_model_uint8
     from adegan.runtime.model import inference_batch
 
-    run, bundle = (work / f"run{size}", work / f"bundle{size}") if camera else make_bundle(work, size, bank_options)
+    run, bundle = run_and_bundle(work, size) if camera else make_bundle(work, size, bank_options)
     manifest = json.loads((bundle / "adegan.json").read_text())
     max_inference_batch = inference_batch(manifest, on_cpu=True)  # the slices score cuts on a CPU
     folder = work / f"files{size}{'_camera' if camera else ''}"
     write_images(folder, size, count, seed=2, camera=camera)
     paths = sorted(folder.iterdir())
-    preloaded = to_float(np.stack([to_model_uint8(read_image(p), size, 1) for p in paths]))
+    preloaded = model_inputs(paths, size)
     rows = {"image_size": size, "images": count, "max_inference_batch": max_inference_batch,
             "bundle_mb": round(sum(f.stat().st_size for f in bundle.iterdir() if f.is_file()) / 1e6, 1)}
     if camera:
