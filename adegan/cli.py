@@ -389,8 +389,9 @@ def score(
     paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or glob patterns."),
     model: Path = typer.Option(..., "--model", "-m", help="A bundle folder written by `adegan export`."),
     out: Path = typer.Option(Path("results.csv"), "--out", "-o", help="results.csv or results.jsonl."),
-    batch_size: int = typer.Option(32, min=1, help="Images per inference call (on a CPU, a batch of 16 or more is "
-                                   "shared among the --workers)."),
+    batch_size: int = typer.Option(32, min=1, help="Images per inference call (on a CPU, the --workers take "
+                                   "whole batches in turn; in a short job, or with --overlays, a batch of 16 or "
+                                   "more is shared among them)."),
     backend: Backend = typer.Option(Backend.auto, help="auto: TensorRT engine when usable, else ONNX Runtime."),
     precision: Precision = typer.Option(Precision.fp32, help="ONNX Runtime: model.onnx or model.fp16.onnx."),
     threshold: Optional[float] = typer.Option(None, callback=_finite, help="Override the bundle's calibrated threshold."),

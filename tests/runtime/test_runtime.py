@@ -363,6 +363,34 @@ def test_small_batches_go_to_a_thread_as_runs_decoded_in_one_go(bundle, images, 
     assert len(set(written.values())) == 1
 
 
+def test_a_long_jobs_batches_go_to_the_threads_whole(bundle, images, tmp_path, monkeypatch):
+    """Batches of RUN_IMAGES or more, in a job with at least RUNS_PER_WORKER of them per thread: each
+    thread decodes and scores whole batches, in calls as large as the batch (not a piece per
+    thread), and the rows are those of one thread to the bit."""
+    from adegan.runtime import file_scoring
+    from adegan.runtime.file_scoring import RUN_IMAGES, RUNS_PER_WORKER, expand_inputs, score_files
+
+    decoded, calls = [], []
+    load_all = file_scoring._load_all
+    monkeypatch.setattr(file_scoring, "_load_all", lambda model, paths, *rest, **options: decoded.append(len(paths))
+                        or load_all(model, paths, *rest, **options))
+    paths = expand_inputs([str(images)]) * 16  # 272 rows, 16 of them errors: 17 batches of 16
+    assert RUN_IMAGES == 16 and len(paths) // RUN_IMAGES >= RUNS_PER_WORKER * 2
+    written = {}
+    for workers in (2, 0):
+        decoded.clear()
+        with BundleModel(bundle, parallel_calls=2) as model:
+            infer = model.backend.infer
+            model.backend.infer = lambda batch: calls.append(len(batch)) or infer(batch)
+            calls.clear()
+            out = tmp_path / f"w{workers}.csv"
+            score_files(model, paths, out, batch_size=16, workers=workers, progress=False)
+        written[workers] = out.read_text()
+        assert decoded == [16] * 17, (workers, decoded)
+        assert sum(calls) == 256 and sorted(set(calls)) == [15, 16]  # a batch holding an error file scores 15
+    assert written[2] == written[0]
+
+
 def test_small_images_are_decoded_by_one_scoring_thread_at_a_time(tmp_path, monkeypatch):
     """Small images are decoded holding the shared turn (two threads decoding tiny files side by
     side are slower than one), from the first small image on, and from a piece's first image
