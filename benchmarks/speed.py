@@ -294,8 +294,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--score-sizes", type=int, nargs="+", default=[32, 128, 256])
-    parser.add_argument("--images", type=int, nargs="+", default=[4000, 400, 160],
-                        help="files scored per size (same order as --score-sizes)")
+    parser.add_argument("--images", type=int, nargs="+", default=[4000, 640, 544],
+                        help="files scored per size (same order as --score-sizes); at least 16 batches of 32, "
+                        "so that score's threads take whole batches, as in any job of a few hundred files")
     parser.add_argument("--camera-images", type=int, default=48,
                         help="2448 x 2048 mono JPEGs scored with the last --score-sizes bundle (0: no such row)")
     parser.add_argument("--train-sizes", type=int, nargs="+", default=[32, 64, 128, 256])

@@ -329,66 +329,62 @@ def test_scoring_threads_default_to_one_per_usable_cpu(monkeypatch):
         assert default_workers() == cpus
 
 
-def test_small_batches_go_to_a_thread_as_runs_decoded_in_one_go(bundle, images, tmp_path, monkeypatch):
-    """Batches smaller than RUN_IMAGES, no overlays: a scoring thread (or the only one) decodes a
-    run of whole batches at once (warm caches), then makes one inference call per batch; larger
-    batches, and any batch when overlays keep the decoded images, are cut into a piece per
-    thread. The rows are the same either way."""
+def _score_counting(bundle, paths, out, monkeypatch, **options) -> tuple[list[int], list[int], str]:
+    """score_files with two scoring threads' share of the CPUs: (images per decode call, images per
+    inference call, the results file's text)."""
     from adegan.runtime import file_scoring
-    from adegan.runtime.file_scoring import RUN_IMAGES, RUNS_PER_WORKER, expand_inputs, score_files
 
     decoded, calls = [], []
     load_all = file_scoring._load_all
     monkeypatch.setattr(file_scoring, "_load_all", lambda model, paths, *rest, **options: decoded.append(len(paths))
                         or load_all(model, paths, *rest, **options))
+    with BundleModel(bundle, parallel_calls=2) as model:
+        infer = model.backend.infer
+        model.backend.infer = lambda batch: calls.append(len(batch)) or infer(batch)
+        file_scoring.score_files(model, paths, out, progress=False, **options)
+    return decoded, calls, out.read_text()
+
+
+def test_small_batches_go_to_a_thread_as_runs_decoded_in_one_go(bundle, images, tmp_path, monkeypatch):
+    """Batches smaller than RUN_IMAGES, no overlays: a scoring thread (or the only one) decodes a
+    run of whole batches at once (warm caches), then makes one inference call per batch; larger
+    batches in a short job, and any batch when overlays keep the decoded images, are cut into a
+    piece per thread. The rows are the same either way."""
+    from adegan.runtime.file_scoring import RUN_IMAGES, RUNS_PER_WORKER, expand_inputs
+
     paths = expand_inputs([str(images)]) * 4  # 68 rows, 4 of them errors
     assert (RUN_IMAGES, RUNS_PER_WORKER) == (16, 8)  # one thread: runs of 16 batches of 1; two threads: a job
     # this short is cut into runs of at most 68 // (8 * 2) = 4 batches of 1, or 23 // 16 = 1 batch of 3
     # (batch size, workers, overlays): images decoded per call, largest first
     cases = {(1, 0, False): [16] * 4 + [4], (1, 2, False): [4] * 17, (3, 2, False): [3] * 22 + [2],
              (17, 2, False): [9] * 4 + [8] * 4, (1, 2, True): [1] * 68, (17, 0, False): [17] * 4}
-    written = {}
+    written = set()
     for (batch_size, workers, overlays), expected in cases.items():
-        decoded.clear()
-        with BundleModel(bundle, parallel_calls=2) as model:
-            infer = model.backend.infer
-            model.backend.infer = lambda batch: calls.append(len(batch)) or infer(batch)
-            calls.clear()
-            out = tmp_path / f"b{batch_size}w{workers}{overlays}.csv"
-            score_files(model, paths, out, batch_size=batch_size, workers=workers, progress=False,
-                        overlays=tmp_path / "overlays" if overlays else None)
-        written[batch_size, workers, overlays] = out.read_text()
+        decoded, calls, text = _score_counting(bundle, paths, tmp_path / f"b{batch_size}w{workers}{overlays}.csv",
+                                               monkeypatch, batch_size=batch_size, workers=workers,
+                                               overlays=tmp_path / "overlays" if overlays else None)
+        written.add(text)
         assert sorted(decoded, reverse=True) == expected, (batch_size, workers, overlays, decoded)
         assert sum(calls) == 64 and max(calls) <= min(batch_size, 9 if workers else 17)  # per batch or piece, not run
-    assert len(set(written.values())) == 1
+    assert len(written) == 1
 
 
 def test_a_long_jobs_batches_go_to_the_threads_whole(bundle, images, tmp_path, monkeypatch):
     """Batches of RUN_IMAGES or more, in a job with at least RUNS_PER_WORKER of them per thread: each
     thread decodes and scores whole batches, in calls as large as the batch (not a piece per
     thread), and the rows are those of one thread to the bit."""
-    from adegan.runtime import file_scoring
-    from adegan.runtime.file_scoring import RUN_IMAGES, RUNS_PER_WORKER, expand_inputs, score_files
+    from adegan.runtime.file_scoring import RUN_IMAGES, RUNS_PER_WORKER, expand_inputs
 
-    decoded, calls = [], []
-    load_all = file_scoring._load_all
-    monkeypatch.setattr(file_scoring, "_load_all", lambda model, paths, *rest, **options: decoded.append(len(paths))
-                        or load_all(model, paths, *rest, **options))
     paths = expand_inputs([str(images)]) * 16  # 272 rows, 16 of them errors: 17 batches of 16
     assert RUN_IMAGES == 16 and len(paths) // RUN_IMAGES >= RUNS_PER_WORKER * 2
-    written = {}
+    written = set()
     for workers in (2, 0):
-        decoded.clear()
-        with BundleModel(bundle, parallel_calls=2) as model:
-            infer = model.backend.infer
-            model.backend.infer = lambda batch: calls.append(len(batch)) or infer(batch)
-            calls.clear()
-            out = tmp_path / f"w{workers}.csv"
-            score_files(model, paths, out, batch_size=16, workers=workers, progress=False)
-        written[workers] = out.read_text()
+        decoded, calls, text = _score_counting(bundle, paths, tmp_path / f"w{workers}.csv", monkeypatch,
+                                               batch_size=16, workers=workers)
+        written.add(text)
         assert decoded == [16] * 17, (workers, decoded)
         assert sum(calls) == 256 and sorted(set(calls)) == [15, 16]  # a batch holding an error file scores 15
-    assert written[2] == written[0]
+    assert len(written) == 1
 
 
 def test_small_images_are_decoded_by_one_scoring_thread_at_a_time(tmp_path, monkeypatch):
