@@ -87,3 +87,30 @@ def test_benchmark_converts_only_the_parts_asked_for(tmp_path):
     assert test_only.train.shape == (0, 1, 32, 32) and len(test_only.calibration) == 0
     assert np.array_equal(test_only.test, full.test) and np.array_equal(test_only.test_labels, full.test_labels)
     assert test_only.info == full.info
+
+
+def test_sizes_and_channels_of_a_folder_come_from_headers_where_they_can(tmp_path, monkeypatch):
+    """A folder's model size and channel count are read from file headers: a mono JPEG or an 8-bit
+    gray PNG is not decoded; a file stored as colour still is, to see whether it is gray."""
+    import cv2
+
+    from adegan.runtime import images
+    from adegan.training import data
+
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (90, 200), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "a.jpg"), gray)
+    cv2.imwrite(str(tmp_path / "b.png"), gray)
+    decoded = []
+    read_image = images.read_image
+    for module in (images, data):
+        monkeypatch.setattr(module, "read_image", lambda path, *rest, **options: decoded.append(path)
+                            or read_image(path, *rest, **options))
+    assert data.source_image_size(str(tmp_path)) == 256 and data.source_channels(str(tmp_path)) == 1
+    assert decoded == []
+    cv2.imwrite(str(tmp_path / "c.png"), cv2.cvtColor(gray[:, :100], cv2.COLOR_GRAY2BGR))  # gray, stored as colour
+    (tmp_path / "d.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert data.source_image_size(str(tmp_path)) == 256 and data.source_channels(str(tmp_path)) == 1
+    assert [path.name for path in decoded] == ["d.png", "c.png", "d.png"]
+    cv2.imwrite(str(tmp_path / "e.png"), rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))
+    assert data.source_channels(str(tmp_path)) == 3

@@ -34,7 +34,8 @@ import numpy as np
 from adegan.console import log as default_log, progress_bar
 from adegan.errors import DiskFullError, UsageError
 from adegan.runtime.files import atomic_write_text, is_disk_full
-from adegan.runtime.images import IMAGE_EXTENSIONS, ImageDecodeError, list_image_names, read_image
+from adegan.runtime.images import (IMAGE_EXTENSIONS, SMALL_IMAGE_PIXELS, ImageDecodeError, list_image_names,
+                                   read_image)
 from adegan.runtime.model import BundleModel
 
 COLUMNS = ("path", "score", "recon_error", "pattern", "pattern_prob", "verdict", "error")
@@ -191,10 +192,6 @@ def _load(model: BundleModel, path: Path):
         return image, model.preprocess(image), None
     except ImageDecodeError as exc:
         return None, None, str(exc)
-
-
-# Images of at most this many pixels are decoded by one thread at a time (see DecodingTurns).
-SMALL_IMAGE_PIXELS = 64 * 64
 
 
 class DecodingTurns:

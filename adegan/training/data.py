@@ -17,6 +17,7 @@ from adegan.errors import UsageError
 from adegan.training.config import BENCHMARKS
 from adegan.runtime.images import (
     ImageDecodeError,
+    read_header,
     read_image,
     detect_channels,
     gray_to_model_uint8,
@@ -278,8 +279,9 @@ def source_image_size(source: str, sample: int = 16) -> int:
         return IMAGE_SIZES[0]
     sides = []
     for path in list_images(source):
+        header = read_header(path)  # the size without decoding, where the header gives it
         try:
-            sides.append(max(read_image(path).shape[:2]))
+            sides.append(max(header[:2]) if header and min(header[:2]) > 0 else max(read_image(path).shape[:2]))
         except ImageDecodeError:
             continue
         if len(sides) >= sample:
