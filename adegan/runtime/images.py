@@ -257,7 +257,7 @@ def load_images(
     if workers > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # an interrupted map cancels the runs not started
             for run_results, _ in pool.map(lambda run: _load_run(run, size, channels), runs):
                 results += run_results
     else:

@@ -61,3 +61,26 @@ def test_threads_load_large_images_the_same_in_the_same_order(tmp_path, monkeypa
 def test_no_files_load_to_an_empty_batch():
     images, loaded, failed = load_images([], 32, 3)
     assert images.shape == (0, 3, 32, 32) and loaded == failed == []
+
+
+def test_an_interrupted_load_does_not_decode_the_rest_of_the_folder(tmp_path, monkeypatch):
+    """Ctrl-C (or any error) while a folder loads in threads stops it: the runs not yet started
+    are dropped, so the user does not wait for the whole folder to decode."""
+    import time
+
+    paths = write_folder(tmp_path, int(SMALL_IMAGE_PIXELS ** 0.5) + 2) * 4  # the first file, then 9 runs
+    started = []
+    load_run = images_module._load_run
+
+    def slow_run(run, *rest):
+        started.append(len(run))
+        if len(started) == 3:
+            raise KeyboardInterrupt
+        time.sleep(0.05)
+        return load_run(run, *rest)
+
+    monkeypatch.setattr(images_module, "_load_run", slow_run)
+    with pytest.raises(KeyboardInterrupt):
+        load_images(paths, 32, 1, workers=2)
+    time.sleep(0.2)
+    assert len(started) <= 7 < 1 + len(range(1, len(paths), LOAD_RUN))  # the first file, 9 runs: not all started
