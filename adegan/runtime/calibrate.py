@@ -25,13 +25,24 @@ from adegan.errors import UsageError
 from adegan.runtime.file_scoring import expand_inputs
 from adegan.runtime.bundle import MANIFEST_NAME
 from adegan.runtime.files import atomic_write_text
-from adegan.runtime.images import ImageDecodeError, is_grayscale, read_image, to_float
+from adegan.runtime.images import ImageDecodeError, is_grayscale, load_files, read_image, to_float
 from adegan.runtime.model import BundleModel
 from adegan.runtime.score import calibrate
 
 PREVIOUS_NAME = "adegan.previous.json"
 HISTORY_FOLDER = "calibrations"
 MIN_IMAGES = 20
+
+
+def _good_image(model: BundleModel, path: str) -> tuple[tuple, int]:
+    """((model input, whether the file is gray, None) or (None, None, why not), pixels decoded).
+    A file stored as gray, for a gray model, is decoded straight to gray (see read_image)."""
+    try:
+        image = read_image(path, gray=model.channels == 1)
+    except ImageDecodeError as exc:
+        return (None, None, str(exc)), 0
+    gray = image.ndim == 2 or is_grayscale(image)
+    return (model.preprocess(image), gray, None), image.shape[0] * image.shape[1]
 
 
 def calibrate_bundle(bundle: Path, good: list[str], target_fpr: float | None = None, batch_size: int = 64,
@@ -41,16 +52,14 @@ def calibrate_bundle(bundle: Path, good: list[str], target_fpr: float | None = N
     with BundleModel(bundle, backend=backend, verify=verify) as model:  # the backend is released at the end
         paths = expand_inputs(good)
         uint8, skipped, mismatched = [], 0, []
-        for path in paths:
-            try:
-                image = read_image(path)
-            except ImageDecodeError as exc:
-                log(f"skipped: {exc}")
+        for path, (image, gray, error) in zip(paths, load_files(lambda path: _good_image(model, path), paths)):
+            if error:
+                log(f"skipped: {error}")
                 skipped += 1
                 continue
-            if (1 if is_grayscale(image) else 3) != model.channels:
+            if (1 if gray else 3) != model.channels:
                 mismatched.append(path)
-            uint8.append(model.preprocess(image))
+            uint8.append(image)
         if mismatched:
             kinds = {1: "gray", 3: "colour"}
             wanted, found = kinds[model.channels], kinds[4 - model.channels]

@@ -239,30 +239,18 @@ def load_images(
     """Load files to uint8 (N, C, H, W); unreadable files are skipped and reported.
 
     Returns the images, the paths that loaded, and (path, reason) for each that did not, all in
-    the order of `paths`. When the first readable file is larger than SMALL_IMAGE_PIXELS,
-    `workers` threads (default one per usable CPU) decode the rest in runs of LOAD_RUN files:
-    OpenCV lets go of the interpreter while it decodes and resizes, so 5 MP camera JPEGs load
-    1.8 times as fast on 2 cores, with the same pixels. Small images stay on one thread, where
-    they load faster (2,000 Fashion-MNIST PNGs: 0.11 s against 0.16 s on two threads).
+    the order of `paths` (decoded by load_files' threads: the same pixels, faster for photos).
     """
-    from adegan.runtime.backends import usable_cpus
-
     paths = [Path(path) for path in paths]
-    results, small, first = [], True, 0  # the files up to the first readable one tell small images from large
-    while first < len(paths) and all(image is None for image, _ in results):
-        head, small = _load_run(paths[first:first + 1], size, channels)
-        results, first = results + head, first + 1
-    runs = [paths[start:start + LOAD_RUN] for start in range(first, len(paths), LOAD_RUN)]
-    workers = 1 if small else min(workers or usable_cpus(), len(runs))
-    if workers > 1:
-        from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=workers) as pool:  # an interrupted map cancels the runs not started
-            for run_results, _ in pool.map(lambda run: _load_run(run, size, channels), runs):
-                results += run_results
-    else:
-        for run in runs:
-            results += _load_run(run, size, channels)[0]
+    def model_input(path: Path) -> tuple[tuple[np.ndarray | None, str | None], int]:
+        try:
+            image = read_image(path, gray=channels == 1)
+        except ImageDecodeError as exc:
+            return (None, str(exc)), 0
+        return (to_model_uint8(image, size, channels), None), image.shape[0] * image.shape[1]
+
+    results = load_files(model_input, paths, workers)
     images = [image for image, _ in results if image is not None]
     loaded = [path for path, (image, _) in zip(paths, results) if image is not None]
     failed = [(path, reason) for path, (image, reason) in zip(paths, results) if image is None]
@@ -272,27 +260,53 @@ def load_images(
     return stacked, loaded, failed
 
 
+def load_files(load, paths: list, workers: int | None = None) -> list:
+    """[load(path)[0] for path in paths], in order, where load(path) gives (result, pixels it
+    decoded, 0 for none). When the first file that decodes is larger than SMALL_IMAGE_PIXELS,
+    `workers` threads (default one per usable CPU) load the rest in runs of up to LOAD_RUN files,
+    at least RUNS_PER_LOADER runs per thread so that a few dozen photos are shared out too:
+    OpenCV lets go of the interpreter while it decodes and resizes, so 5 MP camera JPEGs load
+    1.8 times as fast on 2 cores. Small images stay on one thread, where they load faster (2,000
+    Fashion-MNIST PNGs: 0.11 s against 0.16 s on two threads)."""
+    from adegan.runtime.backends import usable_cpus
+
+    results, pixels, first = [], 0, 0  # the files up to the first that decodes tell small images from large
+    while first < len(paths) and not pixels:
+        head, pixels = _load_run(load, paths[first:first + 1])
+        results, first = results + head, first + 1
+    rest = len(paths) - first
+    workers = 1 if pixels <= SMALL_IMAGE_PIXELS else min(workers or usable_cpus(), rest)
+    step = LOAD_RUN if workers <= 1 else max(1, min(LOAD_RUN, -(-rest // (RUNS_PER_LOADER * workers))))
+    runs = [paths[start:start + step] for start in range(first, len(paths), step)]
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # an interrupted map cancels the runs not started
+            for run_results, _ in pool.map(lambda run: _load_run(load, run), runs):
+                results += run_results
+    else:
+        for run in runs:
+            results += _load_run(load, run)[0]
+    return results
+
+
 # Files a loading thread decodes in a row: few enough that the threads finish together (32 camera
 # photos take a second), enough that handing out runs costs nothing beside decoding.
 LOAD_RUN = 32
+RUNS_PER_LOADER = 4
 # Images up to this many pixels count as small: decoding one is a handful of short OpenCV calls,
 # and threads doing them side by side mostly wait for each other.
 SMALL_IMAGE_PIXELS = 64 * 64
 
 
-def _load_run(paths: list[Path], size: int, channels: int) -> tuple[list[tuple[np.ndarray | None, str | None]], bool]:
-    """(model-size uint8 image, None) or (None, why not) for each path, and whether every image
-    that decoded was small."""
-    results, small = [], True
+def _load_run(load, paths: list) -> tuple[list, int]:
+    """load(path)'s result for each path, and the most pixels any of them decoded."""
+    results, most = [], 0
     for path in paths:
-        try:
-            image = read_image(path, gray=channels == 1)
-        except ImageDecodeError as exc:
-            results.append((None, str(exc)))
-            continue
-        small = small and image.shape[0] * image.shape[1] <= SMALL_IMAGE_PIXELS
-        results.append((to_model_uint8(image, size, channels), None))
-    return results, small
+        result, pixels = load(path)
+        results.append(result)
+        most = max(most, pixels)
+    return results, most
 
 
 def detect_channels(paths: list[Path], sample: int = 16) -> int:

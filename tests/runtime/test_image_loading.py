@@ -9,7 +9,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from adegan.runtime import images as images_module  # noqa: E402
-from adegan.runtime.images import LOAD_RUN, SMALL_IMAGE_PIXELS, load_images  # noqa: E402
+from adegan.runtime.images import LOAD_RUN, RUNS_PER_LOADER, SMALL_IMAGE_PIXELS, load_images  # noqa: E402
 
 
 def write_folder(folder, side: int) -> list:
@@ -32,9 +32,10 @@ def test_unreadable_files_before_the_first_image_are_read_one_by_one(tmp_path, m
     paths = unreadable + [path for path in paths if path not in unreadable]
     runs = []
     load_run = images_module._load_run
-    monkeypatch.setattr(images_module, "_load_run", lambda run, *rest: runs.append(len(run)) or load_run(run, *rest))
+    monkeypatch.setattr(images_module, "_load_run", lambda load, run: runs.append(len(run)) or load_run(load, run))
     images, loaded, failed = load_images(paths, 32, 1, workers=2)
-    assert runs == [1, 1, 1, LOAD_RUN, LOAD_RUN, len(paths) - 3 - 2 * LOAD_RUN]
+    step = -(-(len(paths) - 3) // (RUNS_PER_LOADER * 2))  # 66 files left for 2 threads: runs of 9
+    assert runs == [1, 1, 1] + [step] * ((len(paths) - 3) // step) + [(len(paths) - 3) % step]
     assert [path for path, _ in failed] == unreadable and loaded == paths[2:] and len(images) == len(paths) - 2
 
 
@@ -44,15 +45,17 @@ def test_threads_load_large_images_the_same_in_the_same_order(tmp_path, monkeypa
     threads = []
     load_run = images_module._load_run
     monkeypatch.setattr(images_module, "_load_run",
-                        lambda run, *rest: threads.append((len(run), threading.get_ident())) or load_run(run, *rest))
+                        lambda load, run: threads.append((len(run), threading.get_ident())) or load_run(load, run))
 
     one = load_images(paths, 32, 1, workers=1)
     assert {thread for _, thread in threads} == {threading.get_ident()}
     threads.clear()
     two = load_images(paths, 32, 1, workers=2)
-    assert [count for count, _ in threads] == [1, LOAD_RUN, LOAD_RUN, 4]
+    counts, small = [count for count, _ in threads], side ** 2 <= SMALL_IMAGE_PIXELS
+    step = LOAD_RUN if small else -(-(len(paths) - 1) // (RUNS_PER_LOADER * 2))  # 68 files for 2 threads: runs of 9
+    assert counts[0] == 1 and counts[1:-1] == [step] * (len(counts) - 2) and sum(counts) == len(paths)
     loaders = {thread for _, thread in threads[1:]}  # after the first file, which tells small from large
-    assert (loaders == {threading.get_ident()}) == (side ** 2 <= SMALL_IMAGE_PIXELS)
+    assert (loaders == {threading.get_ident()}) == small
     assert np.array_equal(one[0], two[0]) and len(two[0]) == len(paths) - 2
     assert one[1] == two[1] == [path for index, path in enumerate(paths) if index not in (3, LOAD_RUN + 1)]
     assert one[2] == two[2] and [path for path, _ in two[2]] == [paths[3], paths[LOAD_RUN + 1]]
@@ -72,12 +75,12 @@ def test_an_interrupted_load_does_not_decode_the_rest_of_the_folder(tmp_path, mo
     started = []
     load_run = images_module._load_run
 
-    def slow_run(run, *rest):
+    def slow_run(load, run):
         started.append(len(run))
         if len(started) == 3:
             raise KeyboardInterrupt
         time.sleep(0.05)
-        return load_run(run, *rest)
+        return load_run(load, run)
 
     monkeypatch.setattr(images_module, "_load_run", slow_run)
     with pytest.raises(KeyboardInterrupt):

@@ -203,6 +203,14 @@ def test_score_resumes_without_repeating_rows(bundle, images, tmp_path):
     assert all(by_path[r["path"]] == r["score"] for r in rows)
 
 
+def bright_square(rng, shape: tuple, side: int, last_corner: int, value: int) -> np.ndarray:
+    """A dark gray image with one bright square whose corner is drawn from [4, last_corner)."""
+    image = np.full(shape, 20, np.uint8)
+    top, left = rng.integers(4, last_corner, size=2)
+    image[top:top + side, left:left + side] = value
+    return image
+
+
 def test_calibrate_on_site_updates_the_manifest_and_keeps_the_previous(bundle, images, tmp_path):
     before = load_manifest(bundle)
     few = runner.invoke(app, ["calibrate", str(bundle), str(images / "good")])
@@ -211,10 +219,7 @@ def test_calibrate_on_site_updates_the_manifest_and_keeps_the_previous(bundle, i
     site = tmp_path / "site"
     site.mkdir()
     for i in range(40):
-        image = np.full((32, 32), 20, np.uint8)
-        top, left = rng.integers(4, 16, size=2)
-        image[top:top + 10, left:left + 10] = 200
-        cv2.imwrite(str(site / f"s{i}.png"), image)
+        cv2.imwrite(str(site / f"s{i}.png"), bright_square(rng, (32, 32), 10, 16, 200))
     result = runner.invoke(app, ["calibrate", str(bundle), str(site), "--target-fpr", "0.05"])
     assert result.exit_code == 0, result.output
     after = load_manifest(bundle)  # hashes still valid: model files untouched
@@ -247,6 +252,38 @@ def test_calibrate_on_site_updates_the_manifest_and_keeps_the_previous(bundle, i
     assert refused.exit_code == 2 and "is colour but the bundle's model is gray" in refused.output
     converted = runner.invoke(app, ["calibrate", str(bundle), str(colour), "--convert-channels"])
     assert converted.exit_code == 0 and "converted 25 colour image(s) to gray" in converted.output
+
+
+def test_calibrate_loads_photos_in_threads_with_the_same_result(bundle, tmp_path, monkeypatch):
+    """Good photos larger than small images are loaded by threads; the new calibration is the one
+    a single thread gives, and files stored as gray (decoded straight to gray) or as colour with
+    gray pixels both count as gray for a gray model."""
+    import threading
+
+    from adegan.runtime import calibrate as calibrate_module
+    from adegan.runtime.calibrate import calibrate_bundle
+
+    rng = np.random.default_rng(4)
+    site = tmp_path / "site"
+    site.mkdir()
+    for i in range(30):
+        image = bright_square(rng, (80, 72), 24, 40, 210)
+        stored = [image, image, cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)][i % 3]
+        cv2.imwrite(str(site / f"s{i:02d}.{'jpg' if i % 3 == 1 else 'png'}"), stored)
+    (site / "s99.png").write_bytes(b"\x89PNG garbage")
+    sections, threads = [], []
+    load_files, good_image = calibrate_module.load_files, calibrate_module._good_image
+    monkeypatch.setattr(calibrate_module, "_good_image",
+                        lambda model, path: threads.append(threading.get_ident()) or good_image(model, path))
+    for workers in (1, 2):
+        monkeypatch.setattr(calibrate_module, "load_files",
+                            lambda load, paths, workers=workers: load_files(load, paths, workers))
+        messages = []
+        sections.append(calibrate_bundle(bundle, [str(site)], log=messages.append)[1])
+        assert any("skipped" in message and "s99.png" in message for message in messages)
+    one, two = ({key: value for key, value in section.items() if key != "calibrated"} for section in sections)
+    assert one == two and one["n_images"] == 30 and one["skipped_images"] == 1
+    assert len(set(threads[31:])) > 1  # the second calibration's files after the first: more than one thread
 
 
 def test_bench_and_info(bundle):
