@@ -39,12 +39,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    from adegan.runtime.images import list_image_names, read_image
+    from adegan.runtime.images import list_image_names
     from adegan.runtime.model import BundleModel
 
     with BundleModel(args.bundle, parallel_calls=2) as model:
         paths = list_image_names(args.folder)[:args.images]
-        inputs = np.stack([model.preprocess(read_image(path, gray=model.channels == 1)) for path in paths])
+        inputs = np.stack([model.load(path)[1] for path in paths])
         rows = [{"images_per_call": call, "one_thread": images_per_second(model, inputs, call, 1),
                  "two_threads": images_per_second(model, inputs, call, 2)} for call in args.calls]
     for row in rows:

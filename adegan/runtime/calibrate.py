@@ -25,7 +25,7 @@ from adegan.errors import UsageError
 from adegan.runtime.file_scoring import expand_inputs
 from adegan.runtime.bundle import MANIFEST_NAME
 from adegan.runtime.files import atomic_write_text
-from adegan.runtime.images import ImageDecodeError, is_grayscale, load_files, read_image, to_float
+from adegan.runtime.images import ImageDecodeError, is_grayscale, load_files, to_float
 from adegan.runtime.model import BundleModel
 from adegan.runtime.score import calibrate
 
@@ -36,13 +36,12 @@ MIN_IMAGES = 20
 
 def _good_image(model: BundleModel, path: str) -> tuple[tuple, int]:
     """((model input, whether the file is gray, None) or (None, None, why not), pixels decoded).
-    A file stored as gray, for a gray model, is decoded straight to gray (see read_image)."""
+    A file stored as gray, for a gray model, comes decoded straight to gray (BundleModel.load)."""
     try:
-        image = read_image(path, gray=model.channels == 1)
+        image, model_input = model.load(path)
     except ImageDecodeError as exc:
         return (None, None, str(exc)), 0
-    gray = image.ndim == 2 or is_grayscale(image)
-    return (model.preprocess(image), gray, None), image.shape[0] * image.shape[1]
+    return (model_input, image.ndim == 2 or is_grayscale(image), None), image.shape[0] * image.shape[1]
 
 
 def calibrate_bundle(bundle: Path, good: list[str], target_fpr: float | None = None, batch_size: int = 64,

@@ -34,8 +34,7 @@ import numpy as np
 from adegan.console import log as default_log, progress_bar
 from adegan.errors import DiskFullError, UsageError
 from adegan.runtime.files import atomic_write_text, is_disk_full
-from adegan.runtime.images import (IMAGE_EXTENSIONS, SMALL_IMAGE_PIXELS, ImageDecodeError, list_image_names,
-                                   read_image)
+from adegan.runtime.images import IMAGE_EXTENSIONS, SMALL_IMAGE_PIXELS, ImageDecodeError, list_image_names
 from adegan.runtime.model import BundleModel
 
 COLUMNS = ("path", "score", "recon_error", "pattern", "pattern_prob", "verdict", "error")
@@ -188,8 +187,7 @@ class Summary:
 
 def _load(model: BundleModel, path: Path):
     try:
-        image = read_image(path, gray=model.channels == 1)  # a gray file for a gray model: no colour round trip
-        return image, model.preprocess(image), None
+        return (*model.load(path), None)
     except ImageDecodeError as exc:
         return None, None, str(exc)
 
@@ -289,12 +287,10 @@ def _scored_batches(model: BundleModel, batches: list[list[str]], overlays: Path
     batch stays one call (the device wants large ones) and the threads decode the next batch
     meanwhile."""
     if workers <= 1:
-        runs = _runs(batches, overlays)
-        if runs is not None:
-            for run in runs:
-                yield from zip(run, _decode_and_score_run(model, run, None))
-            return
-        for batch in batches:
+        runs = _runs(batches, overlays) or []
+        for run in runs:
+            yield from zip(run, _decode_and_score_run(model, run, None))
+        for batch in batches[sum(len(run) for run in runs):]:  # those no run holds, as in _cpu_work
             yield batch, _decode_and_score(model, batch, overlays)
         return
     if not model.backend.on_cpu:

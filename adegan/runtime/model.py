@@ -11,7 +11,7 @@ import numpy as np
 from adegan.runtime.backends import open_backend, usable_cpus
 from adegan.runtime.bundle import load_manifest
 from adegan.runtime.contract import OUTPUT_NAMES, Outputs
-from adegan.runtime.images import to_float, to_model_uint8
+from adegan.runtime.images import read_image, to_float, to_model_uint8
 from adegan.runtime.score import abnormality_score
 
 
@@ -78,6 +78,13 @@ class BundleModel:
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
         """One decoded BGR (or gray) image -> uint8 (C, H, W) at the model size (the shared function)."""
         return to_model_uint8(image_bgr, self.image_size, self.channels)
+
+    def load(self, path) -> tuple[np.ndarray, np.ndarray]:
+        """Decode a file for this model: (the decoded image, its model input). A file stored as
+        gray, for a gray model, is decoded straight to gray: no colour round trip, the same pixels.
+        Raises ImageDecodeError for a file that cannot be read."""
+        image = read_image(path, gray=self.channels == 1)
+        return image, self.preprocess(image)
 
     def infer(self, images: np.ndarray) -> Outputs:
         """The backend's outputs for float images, in slices of at most max_inference_batch."""

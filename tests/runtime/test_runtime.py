@@ -24,16 +24,21 @@ TINY = Path(__file__).resolve().parents[1] / "data" / "tiny_bundle"
 runner = CliRunner()
 
 
+def bright_square(rng, shape: tuple, side: int, last_corner: int, value: int) -> np.ndarray:
+    """A dark gray image with one bright square whose corner is drawn from [4, last_corner)."""
+    image = np.full(shape, 20, np.uint8)
+    top, left = rng.integers(4, last_corner, size=2)
+    image[top:top + side, left:left + side] = value
+    return image
+
+
 @pytest.fixture
 def images(tmp_path):
     """good/ (bright squares), odd/ (rings), and a corrupt file."""
     rng = np.random.default_rng(3)
     for i in range(12):
-        image = np.full((32, 32), 20, np.uint8)
-        top, left = rng.integers(4, 16, size=2)
-        image[top:top + 12, left:left + 12] = 220
         (tmp_path / "imgs" / "good").mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(tmp_path / "imgs" / "good" / f"g{i:02d}.png"), image)
+        cv2.imwrite(str(tmp_path / "imgs" / "good" / f"g{i:02d}.png"), bright_square(rng, (32, 32), 12, 16, 220))
     for i in range(4):
         image = np.full((48, 48, 3), 30, np.uint8)
         cv2.circle(image, (24, 24), 14, (0, 200, 255), 3)
@@ -201,14 +206,6 @@ def test_score_resumes_without_repeating_rows(bundle, images, tmp_path):
     assert sorted(r["path"] for r in rows) == sorted(r["path"] for r in full)
     by_path = {r["path"]: r["score"] for r in full}
     assert all(by_path[r["path"]] == r["score"] for r in rows)
-
-
-def bright_square(rng, shape: tuple, side: int, last_corner: int, value: int) -> np.ndarray:
-    """A dark gray image with one bright square whose corner is drawn from [4, last_corner)."""
-    image = np.full(shape, 20, np.uint8)
-    top, left = rng.integers(4, last_corner, size=2)
-    image[top:top + side, left:left + side] = value
-    return image
 
 
 def test_calibrate_on_site_updates_the_manifest_and_keeps_the_previous(bundle, images, tmp_path):
